@@ -1,0 +1,1 @@
+"""Every side effect of signoff: planning, ansible-runner, PostgreSQL and git."""

@@ -1,0 +1,99 @@
+"""PostgreSQL schema (SQLAlchemy 2.0) and migrations (Alembic).
+
+The tables are the audit trail: one row per change request, per decision, per step run and
+per task result. Writes are upserts keyed so that a retried activity writes the same rows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text, create_engine, func, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Any fixed number: serialises concurrent `migrate()` calls from a fleet of workers.
+_MIGRATION_LOCK = 0x5167_0FF
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class ChangeRequestRow(Base):
+    __tablename__ = "change_requests"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # the workflow id
+    request: Mapped[str] = mapped_column(Text)
+    requester: Mapped[str] = mapped_column(String(255), index=True)
+    inventory: Mapped[str | None] = mapped_column(String(255))
+    var_names: Mapped[list[Any]] = mapped_column(default=list)
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    phase: Mapped[str] = mapped_column(String(32), index=True)
+    risk: Mapped[str | None] = mapped_column(String(16))
+    plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    refused: Mapped[list[Any]] = mapped_column(default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+    audit_commit: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DecisionRow(Base):
+    __tablename__ = "decisions"
+
+    change_request_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    who: Mapped[str] = mapped_column(String(255), primary_key=True)
+    verdict: Mapped[str] = mapped_column(String(16), primary_key=True)
+    note: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[str] = mapped_column(String(64))
+
+
+class StepRow(Base):
+    __tablename__ = "steps"
+
+    change_request_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    playbook: Mapped[str] = mapped_column(String(1024))
+    state: Mapped[str] = mapped_column(String(32))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    ok: Mapped[int] = mapped_column(Integer, default=0)
+    changed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class TaskRow(Base):
+    __tablename__ = "tasks"
+
+    task_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    change_request_id: Mapped[str] = mapped_column(String(255), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    play: Mapped[str] = mapped_column(Text)
+    task: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(255))
+    host: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    msg: Mapped[str] = mapped_column(Text)
+    duration: Mapped[float] = mapped_column(Float)
+
+
+def make_engine(url: str) -> Engine:
+    return create_engine(url, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to head; safe to call from many workers at once."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")

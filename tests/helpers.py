@@ -1,0 +1,90 @@
+"""Shared test helpers: polling instead of sleeping, starting change requests, reading audits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import git
+from sqlalchemy import create_engine, text
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from workers.settings import Settings
+from workflows.change_request import ChangeRequestWorkflow
+from workflows.types import ChangeRequestInput, ChangeRequestStatus, Phase
+
+T = TypeVar("T")
+
+
+async def assert_eventually(
+    check: Callable[[], Awaitable[T]], *, timeout: float = 30.0, interval: float = 0.05
+) -> T:
+    """Poll `check` until it stops raising AssertionError; re-raise the last one on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(interval)
+
+
+async def start_request(
+    env: WorkflowEnvironment,
+    settings: Settings,
+    request: str,
+    requester: str = "alice",
+    *,
+    time_skipping: bool = False,
+    **fields: Any,
+) -> WorkflowHandle[ChangeRequestWorkflow, Any]:
+    """Start a change request. Without time skipping by default: a test that will signal must
+    not let virtual time run out the approval timeout first (DESIGN.md section 6)."""
+    arg = ChangeRequestInput(request=request, requester=requester, **fields)
+    start = env.client.start_workflow(
+        ChangeRequestWorkflow.run,
+        arg,  # type: ignore[arg-type]
+        id=f"cr-test-{uuid.uuid4().hex[:8]}",
+        task_queue=settings.task_queue,
+    )
+    if time_skipping:
+        return await start
+    with env.with_time_skipping_disabled():
+        return await start
+
+
+async def wait_for_phase(handle: WorkflowHandle[Any, Any], phase: Phase, timeout: float = 60) -> ChangeRequestStatus:
+    async def check() -> ChangeRequestStatus:
+        status = await handle.query(ChangeRequestWorkflow.status)
+        assert status.phase == phase, f"phase is {status.phase}, waiting for {phase}"
+        return status
+
+    return await assert_eventually(check, timeout=timeout)
+
+
+def db_rows(database_url: str, sql: str, **params: Any) -> list[dict[str, Any]]:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(text(sql), params)]
+    finally:
+        engine.dispose()
+
+
+def committed_json(repo_path: Path, sha: str, path: str) -> dict[str, Any]:
+    commit = git.Repo(repo_path).commit(sha)
+    blob = commit.tree / path
+    return json.loads(blob.data_stream.read())
+
+
+def committed_paths(repo_path: Path, sha: str, prefix: str) -> list[str]:
+    commit = git.Repo(repo_path).commit(sha)
+    return sorted(item.path for item in commit.tree.traverse() if item.path.startswith(prefix) and item.type == "blob")
+

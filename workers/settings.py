@@ -1,0 +1,86 @@
+"""Configuration, read once from the environment (DESIGN.md section 3) and passed down."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from workflows.types import TASK_QUEUE, ApprovalPolicy
+
+
+class ConfigError(ValueError):
+    """A setting is present but unusable; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    task_queue: str
+    data_dir: Path
+    database_url: str | None
+    playbook_dir: Path
+    inventory: Path
+    audit_repo: Path
+    policy: ApprovalPolicy
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        data_dir = Path(env.get("SIGNOFF_DATA_DIR") or default_data_dir()).expanduser()
+        return cls(
+            task_queue=env.get("SIGNOFF_TASK_QUEUE") or TASK_QUEUE,
+            data_dir=data_dir,
+            database_url=env.get("SIGNOFF_DATABASE_URL") or None,
+            playbook_dir=Path(env.get("SIGNOFF_PLAYBOOK_DIR") or data_dir / "playbooks").expanduser(),
+            inventory=Path(env.get("SIGNOFF_INVENTORY") or data_dir / "inventory" / "hosts.yml").expanduser(),
+            audit_repo=Path(env.get("SIGNOFF_AUDIT_REPO") or data_dir / "audit").expanduser(),
+            policy=ApprovalPolicy(
+                approvers=[a.strip() for a in env.get("SIGNOFF_APPROVERS", "").split(",") if a.strip()],
+                required_approvals=_positive_int(env, "SIGNOFF_REQUIRED_APPROVALS", 1),
+                timeout_seconds=parse_duration(
+                    env.get("SIGNOFF_APPROVAL_TIMEOUT") or "24h", "SIGNOFF_APPROVAL_TIMEOUT"
+                ).total_seconds(),
+                auto_approve_risk=_choice(env, "SIGNOFF_AUTO_APPROVE_RISK", ("none", "low"), "none"),
+            ),
+        )
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise ConfigError("SIGNOFF_DATABASE_URL is not set (postgresql+psycopg://user:pass@host/db)")
+        return self.database_url
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "signoff"
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str, name: str) -> timedelta:
+    """'90s', '15m', '24h', '7d' or plain seconds."""
+    found = _DURATION.match(value.lower())
+    if not found or float(found.group(1)) <= 0:
+        raise ConfigError(f"{name}={value!r}: expected a duration such as 90s, 15m, 24h or 7d")
+    return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise ConfigError(f"{name}={raw!r}: expected a whole number of at least 1")
+    return int(raw)
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    raw = (env.get(name) or default).strip().lower()
+    if raw not in allowed:
+        raise ConfigError(f"{name}={raw!r}: expected one of {', '.join(allowed)}")
+    return raw

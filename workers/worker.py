@@ -1,0 +1,107 @@
+"""The worker: ChangeRequestWorkflow plus every activity, wired from Settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+from sqlalchemy.engine import Engine
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.envconfig import ClientConfig
+from temporalio.service import RPCError
+from temporalio.worker import Worker
+
+from activities.audit_db import AuditDbActivities
+from activities.audit_git import AuditGitActivities
+from activities.catalog import PlanningActivities
+from activities.db import make_engine, migrate
+from activities.playbooks import PlaybookActivities
+from workers.settings import Settings
+from workflows.change_request import SEARCH_ATTRIBUTES, ChangeRequestWorkflow
+
+log = logging.getLogger("signoff.worker")
+
+# Playbooks are mostly waiting on ansible-playbook; a few at once per worker keeps 2 cores busy.
+MAX_CONCURRENT_ACTIVITIES = 8
+DEFAULT_ADDRESS = "localhost:7233"
+
+
+async def connect(address: str | None = None) -> Client:
+    """A client from TEMPORAL_* variables and the Temporal profile file (envconfig)."""
+    config = ClientConfig.load_client_connect_config()
+    if address:
+        config["target_host"] = address
+    config.setdefault("target_host", DEFAULT_ADDRESS)
+    return await Client.connect(**config)
+
+
+async def ensure_search_attributes(client: Client) -> None:
+    """Register signoff's search attributes where missing; warn where we may not."""
+    service = client.operator_service
+    existing = await service.list_search_attributes(ListSearchAttributesRequest(namespace=client.namespace))
+    missing = {
+        key.name: IndexedValueType.ValueType(key.indexed_value_type)
+        for key in SEARCH_ATTRIBUTES
+        if key.name not in existing.custom_attributes
+    }
+    if not missing:
+        return
+    try:
+        await service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+        )
+    except RPCError as err:
+        raise RuntimeError(
+            f"search attributes {', '.join(missing)} are not registered in namespace "
+            f"{client.namespace!r} and registering them failed ({err.message}); ask an operator "
+            "to run: temporal operator search-attribute create --name SignoffPhase --type Keyword "
+            "(likewise SignoffRequester Keyword, SignoffServices KeywordList)"
+        ) from err
+
+
+def build_worker(client: Client, settings: Settings, engine: Engine, executor: ThreadPoolExecutor) -> Worker:
+    planning = PlanningActivities(settings.playbook_dir, settings.policy)
+    playbooks = PlaybookActivities(settings.playbook_dir, settings.inventory)
+    audit_db = AuditDbActivities(engine)
+    audit_git = AuditGitActivities(settings.audit_repo)
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[ChangeRequestWorkflow],
+        activities=[
+            planning.plan_change,
+            playbooks.run_playbook,
+            audit_db.record,
+            audit_git.commit_audit,
+        ],
+        activity_executor=executor,
+        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+    )
+
+
+@asynccontextmanager
+async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+    """A started worker with its engine and thread pool; all closed on exit."""
+    engine = make_engine(settings.require_database_url())
+    executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_ACTIVITIES, thread_name_prefix="signoff-activity")
+    try:
+        await asyncio.to_thread(migrate, engine)
+        worker = build_worker(client, settings, engine, executor)
+        async with worker:
+            yield worker
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+        engine.dispose()
+
+
+async def run_worker(settings: Settings, address: str | None = None) -> None:
+    client = await connect(address)
+    await ensure_search_attributes(client)
+    async with running_worker(client, settings):
+        log.info("worker polling task queue %r on %s", settings.task_queue, client.service_client.config.target_host)
+        await asyncio.Event().wait()

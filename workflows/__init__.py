@@ -1,0 +1,1 @@
+"""Deterministic orchestration of signoff and the payload types it shares."""
