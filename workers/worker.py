@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 from temporalio.api.enums.v1 import IndexedValueType
@@ -81,6 +82,9 @@ def build_worker(client: Client, settings: Settings, engine: Engine, executor: T
         ],
         activity_executor=executor,
         max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+        # Heartbeats carry live playbook progress: send the latest at most a second late
+        # instead of the default 80% of the heartbeat timeout.
+        max_heartbeat_throttle_interval=timedelta(seconds=1),
     )
 
 

@@ -291,8 +291,10 @@ class ChangeRequestWorkflow:
 
     async def _decide(self, verdict: Verdict, raw: RawValue) -> None:
         decision = self._parse_decision(verdict, raw)
-        # Policy arrives with the plan: a decision sent while planning waits for it.
-        await workflow.wait_condition(lambda: self._status.phase != Phase.PLANNING)
+        # Policy arrives with the plan: a decision sent while planning waits for it. Only then
+        # does the handler yield, so decisions are otherwise applied in arrival order.
+        if self._status.phase == Phase.PLANNING:
+            await workflow.wait_condition(lambda: self._status.phase != Phase.PLANNING)
         self._authorize(decision)
         if verdict == Verdict.APPROVE:
             self._status.approvals.append(decision)

@@ -1,0 +1,245 @@
+"""The `signoff` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+from collections.abc import Coroutine
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from workers import ops, render
+from workers.devstack import dev_stack, embedded_database_url, free_port
+from workers.settings import ConfigError, Settings
+from workers.worker import DEFAULT_ADDRESS, connect, ensure_search_attributes, run_worker, running_worker
+from temporalio.client import Client
+
+from workflows.types import ApproveInput, ChangeRequestInput, ChangeRequestStatus, Phase, RejectInput
+
+app = typer.Typer(
+    help="Plain-words infrastructure changes: plan, approve, run Ansible, audit — on Temporal.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(highlight=False, soft_wrap=True)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DEMO_REQUEST = "Deploy Kuma Uptime to homelab and add our existing portals to the config"
+
+As = Annotated[str, typer.Option("--as", help="Who you are (recorded in the audit).")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _run(main: Coroutine[Any, Any, int | None]) -> None:
+    """Run a command; known errors become one line on stderr and exit code 1."""
+    try:
+        code = asyncio.run(_until_terminated(main))
+    except (ops.OperationError, ConfigError) as err:
+        errors.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    raise typer.Exit(code or 0)
+
+
+async def _until_terminated(main: Coroutine[Any, Any, int | None]) -> int | None:
+    """SIGTERM (systemd, Kubernetes) stops a command as cleanly as Ctrl-C does."""
+    task = asyncio.ensure_future(main)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        return 0
+
+
+@app.command()
+def submit(
+    request: Annotated[str, typer.Argument(help="The change, in plain words.")],
+    as_: As,
+    inventory: Annotated[str | None, typer.Option(help="Limit to this group or host pattern.")] = None,
+    var: Annotated[list[str] | None, typer.Option(help="Extra var KEY=VALUE (VALUE may be JSON); repeatable.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Plan only; run nothing.")] = False,
+    id: Annotated[str | None, typer.Option(help="Workflow id (default: cr-<random>).")] = None,
+    json: Json = False,
+) -> None:
+    """Submit a change request and print its plan."""
+
+    async def main() -> int:
+        settings = Settings.from_env()
+        change = ChangeRequestInput(
+            request=request,
+            requester=as_,
+            inventory=inventory,
+            vars=dict(ops.parse_var(v) for v in var or []),
+            dry_run=dry_run,
+        )
+        client = await connect()
+        status = await ops.submit(client, settings.task_queue, change, id or ops.new_request_id())
+        if json:
+            console.print_json(render.as_json(status))
+        else:
+            console.print(render.headline(status))
+            for line in render.plan_lines(status):
+                console.print(line)
+        return 1 if status.phase == Phase.FAILED else 0
+
+    _run(main())
+
+
+@app.command()
+def approve(
+    request_id: Annotated[str, typer.Argument(help="The change request id.")],
+    as_: As,
+    comment: Annotated[str | None, typer.Option(help="Why you approve.")] = None,
+) -> None:
+    """Approve a change request (refused unless the policy allows you)."""
+    _decide(request_id, ApproveInput(approver=as_, comment=comment))
+
+
+@app.command()
+def reject(
+    request_id: Annotated[str, typer.Argument(help="The change request id.")],
+    as_: As,
+    reason: Annotated[str | None, typer.Option(help="Why you reject.")] = None,
+) -> None:
+    """Reject a change request."""
+    _decide(request_id, RejectInput(approver=as_, reason=reason))
+
+
+def _decide(request_id: str, decision: ApproveInput | RejectInput) -> None:
+    async def main() -> None:
+        status = await ops.decide(await connect(), request_id, decision)
+        verdict = "approved" if isinstance(decision, ApproveInput) else "rejected"
+        console.print(render.decided(request_id, decision.approver, verdict, status))
+
+    _run(main())
+
+
+@app.command()
+def status(request_id: Annotated[str, typer.Argument(help="The change request id.")], json: Json = False) -> None:
+    """Show a change request: phase, plan, decisions, steps and audit commit."""
+
+    async def main() -> None:
+        found = await ops.status_of(await connect(), request_id)
+        if json:
+            console.print_json(render.as_json(found))
+        else:
+            render.print_status(console, found)
+
+    _run(main())
+
+
+@app.command()
+def watch(request_id: Annotated[str, typer.Argument(help="The change request id.")]) -> None:
+    """Follow a change request live until it ends: play, task, host, ok/changed/failed."""
+
+    async def main() -> int:
+        final = await ops.watch(await connect(), request_id, console.print)
+        render.print_status(console, final)
+        return 0 if final.phase in (Phase.SUCCEEDED, Phase.PLANNED) else 1
+
+    _run(main())
+
+
+@app.command()
+def audit(request_id: Annotated[str, typer.Argument(help="The change request id.")]) -> None:
+    """Print the audit trail: PostgreSQL rows and the git commit."""
+
+    async def main() -> None:
+        settings = Settings.from_env()
+        found = await ops.status_of(await connect(), request_id)
+        database_url = settings.database_url or embedded_database_url(settings.data_dir)
+        for line in ops.audit_report(database_url, settings.audit_repo, request_id, found.audit_commit):
+            console.print(line)
+
+    _run(main())
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker against configured services (TEMPORAL_*, SIGNOFF_*)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _run(run_worker(Settings.from_env()))
+
+
+@app.command()
+def dev(
+    ui_port: Annotated[int, typer.Option(help="Port of the Temporal Web UI.")] = 8233,
+) -> None:
+    """Run everything locally: Temporal, PostgreSQL, example playbooks, audit repo, a worker."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    address = os.environ.get("TEMPORAL_ADDRESS") or DEFAULT_ADDRESS
+
+    async def main() -> None:
+        async with dev_stack(address=address, ui_port=ui_port) as stack:
+            client = await connect(stack.address)
+            async with running_worker(client, stack.settings):
+                for line in stack.started:
+                    console.print(f"started {line}")
+                console.print(f"Temporal Web UI: {stack.ui_url}\nworker on task queue {stack.settings.task_queue!r}")
+                console.print(
+                    "\nIn another shell:\n"
+                    f'  signoff submit "{DEMO_REQUEST}" --as alice\n'
+                    "  signoff approve <id> --as bob\n"
+                    "  signoff watch <id>\n\n"
+                    "Or with the Temporal CLI:\n"
+                    f"  temporal workflow start --address {stack.address} --task-queue {stack.settings.task_queue} "
+                    "--type ChangeRequestWorkflow --workflow-id cr-42 \\\n"
+                    f"    --input '{{\"request\": \"{DEMO_REQUEST}\", \"requester\": \"alice\"}}'\n"
+                    f"  temporal workflow signal --address {stack.address} --workflow-id cr-42 --name approve "
+                    "--input '{\"approver\": \"bob\"}'\n\nCtrl-C stops everything."
+                )
+                await asyncio.Event().wait()
+
+    _run(main())
+
+
+@app.command()
+def demo(
+    keep: Annotated[bool, typer.Option(help="Keep the demo's data dir afterwards.")] = True,
+) -> None:
+    """Run the whole story once on a throwaway embedded stack, then stop it."""
+
+    async def main() -> int:
+        data_dir = Settings.from_env().data_dir / "demo"
+        shutil.rmtree(data_dir, ignore_errors=True)
+        # Only the data dir comes from the environment: the demo never touches real services.
+        env = {"SIGNOFF_DATA_DIR": str(data_dir)}
+        console.print(f"starting an embedded stack in {data_dir} ...")
+        async with dev_stack(env, address=f"127.0.0.1:{free_port()}", ui_port=None) as stack:
+            client = await connect(stack.address)
+            await ensure_search_attributes(client)
+            async with running_worker(client, stack.settings):
+                final = await _demo_story(client, stack.settings)
+            for line in ops.audit_report(
+                stack.settings.database_url, stack.settings.audit_repo, final.workflow_id, final.audit_commit
+            ):
+                console.print(line)
+        console.print(f"homelab files written by the playbooks: {data_dir / 'homelab'}")
+        if not keep:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        return 0 if final.phase == Phase.SUCCEEDED else 1
+
+    _run(main())
+
+
+async def _demo_story(client: Client, settings: Settings) -> ChangeRequestStatus:
+    request_id = ops.new_request_id()
+    console.print(f'\n$ signoff submit "{DEMO_REQUEST}" --as alice')
+    planned = await ops.submit(client, settings.task_queue, ChangeRequestInput(DEMO_REQUEST, "alice"), request_id)
+    console.print(render.headline(planned))
+    for line in render.plan_lines(planned):
+        console.print(line)
+    console.print(f'\n$ signoff approve {request_id} --as bob --comment "go"')
+    approved = await ops.decide(client, request_id, ApproveInput(approver="bob", comment="go"))
+    console.print(render.decided(request_id, "bob", "approved", approved))
+    console.print(f"\n$ signoff watch {request_id}")
+    final = await ops.watch(client, request_id, console.print)
+    render.print_status(console, final)
+    console.print(f"\n$ signoff audit {request_id}")
+    return final

@@ -1,0 +1,173 @@
+"""What a person or script does with a change request, over a Temporal client.
+
+Shared by the CLI commands and `signoff demo`. Errors are raised, not printed: the CLI
+decides how to show them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import git
+from sqlalchemy import create_engine, text
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+
+from workers.render import progress_line
+from workflows.change_request import ChangeRequestWorkflow
+from workflows.types import (
+    ApproveInput,
+    ChangeRequestInput,
+    ChangeRequestStatus,
+    Phase,
+    PlaybookProgress,
+    RejectInput,
+    StepState,
+)
+
+
+class OperationError(RuntimeError):
+    """Something a user asked for could not be done; the message says why."""
+
+
+def new_request_id() -> str:
+    return f"cr-{secrets.token_hex(3)}"
+
+
+async def submit(
+    client: Client, task_queue: str, request: ChangeRequestInput, workflow_id: str, planning_timeout: float = 60
+) -> ChangeRequestStatus:
+    """Start a change request and return its status once planning is over."""
+    handle = await client.start_workflow(
+        ChangeRequestWorkflow.run, request, id=workflow_id, task_queue=task_queue  # type: ignore[arg-type]
+    )
+    return await wait_until(handle, lambda s: s.phase != Phase.PLANNING, planning_timeout, task_queue)
+
+
+async def wait_until(
+    handle: WorkflowHandle[Any, Any],
+    done: Callable[[ChangeRequestStatus], bool],
+    timeout: float,
+    task_queue: str = "",
+) -> ChangeRequestStatus:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            status = await asyncio.wait_for(handle.query(ChangeRequestWorkflow.status), timeout=max(1.0, deadline - loop.time()))
+        except TimeoutError:
+            raise OperationError(
+                f"{handle.id} did not answer within {timeout:.0f}s: is a signoff worker polling task queue {task_queue!r}?"
+            ) from None
+        if done(status):
+            return status
+        if loop.time() > deadline:
+            raise OperationError(f"{handle.id} is still {status.phase} after {timeout:.0f}s")
+        await asyncio.sleep(0.2)
+
+
+async def decide(client: Client, workflow_id: str, decision: ApproveInput | RejectInput) -> ChangeRequestStatus:
+    """Approve or reject through the validated update, so the caller learns if it was refused."""
+    handle = client.get_workflow_handle_for(ChangeRequestWorkflow.run, workflow_id)  # type: ignore[arg-type]
+    update = (
+        ChangeRequestWorkflow.approve_update if isinstance(decision, ApproveInput) else ChangeRequestWorkflow.reject_update
+    )
+    try:
+        return await handle.execute_update(update, decision)  # type: ignore[arg-type]
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        raise OperationError(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
+
+
+async def status_of(client: Client, workflow_id: str) -> ChangeRequestStatus:
+    return await client.get_workflow_handle(workflow_id).query(ChangeRequestWorkflow.status)
+
+
+async def playbook_progress(client: Client, handle: WorkflowHandle[Any, Any]) -> PlaybookProgress | None:
+    """The running playbook's last heartbeat, as the Web UI shows it."""
+    description = await handle.describe()
+    for pending in description.raw_description.pending_activities:
+        if pending.activity_type.name == "run_playbook" and pending.heartbeat_details.payloads:
+            [progress] = await client.data_converter.decode(
+                pending.heartbeat_details.payloads, [PlaybookProgress]
+            )
+            return progress
+    return None
+
+
+async def watch(client: Client, workflow_id: str, emit: Callable[[str], None], poll: float = 0.3) -> ChangeRequestStatus:
+    """Emit a line for every phase change, playbook progress and finished step, until the end."""
+    handle = client.get_workflow_handle(workflow_id)
+    last_phase: Phase | None = None
+    last_progress = ""
+    reported: set[int] = set()
+    while True:
+        status = await handle.query(ChangeRequestWorkflow.status)
+        if status.phase != last_phase:
+            emit(f"phase: {status.phase}")
+            last_phase = status.phase
+        total = len(status.steps)
+        for step in status.steps:
+            if step.state == StepState.RUNNING:
+                progress = await playbook_progress(client, handle)
+                line = progress_line(step.index, total, step.playbook, progress) if progress and progress.play else ""
+                if line and line != last_progress:
+                    emit(line)
+                    last_progress = line
+            elif step.state not in (StepState.PENDING,) and step.index not in reported:
+                reported.add(step.index)
+                detail = f"ok={step.ok} changed={step.changed} failed={step.failed}"
+                emit(f"  step {step.index}/{total} {step.playbook}: {step.state}  {detail}" + (f"  {step.error}" if step.error else ""))
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return await handle.query(ChangeRequestWorkflow.status)
+        await asyncio.sleep(poll)
+
+
+def audit_report(database_url: str | None, audit_repo: Any, workflow_id: str, commit: str | None) -> list[str]:
+    """The audit trail of one change request: its PostgreSQL rows and its git commit."""
+    lines: list[str] = []
+    if database_url:
+        engine = create_engine(database_url)
+        try:
+            with engine.connect() as conn:
+                row = conn.execute(
+                    text("SELECT phase, requester, risk, audit_commit, updated_at FROM change_requests WHERE id = :id"),
+                    {"id": workflow_id},
+                ).mappings().first()
+                if row is None:
+                    raise OperationError(f"no audit record for {workflow_id} in the database")
+                lines.append(
+                    f"database: change_requests[{workflow_id}] phase={row['phase']} requester={row['requester']} "
+                    f"risk={row['risk']} audit_commit={row['audit_commit']}"
+                )
+                for d in conn.execute(text("SELECT who, verdict, note FROM decisions WHERE change_request_id = :id"), {"id": workflow_id}).mappings():
+                    lines.append(f"database: decision {d['verdict']} by {d['who']}" + (f": {d['note']}" if d["note"] else ""))
+                tasks = conn.execute(
+                    text("SELECT step, task, host, status FROM tasks WHERE change_request_id = :id ORDER BY step, attempt, seq"),
+                    {"id": workflow_id},
+                ).mappings().all()
+                lines.append(f"database: {len(tasks)} task results")
+                lines.extend(f"  step {t['step']}  {t['status']:<9} {t['host']:<10} {t['task']}" for t in tasks)
+        finally:
+            engine.dispose()
+    if commit:
+        repo = git.Repo(audit_repo)
+        found = repo.commit(commit)
+        lines.append(f"git: commit {found.hexsha[:12]} in {audit_repo}: {found.summary}")
+        lines.extend(f"  {path}" for path in sorted(str(p) for p in found.stats.files))
+    return lines
+
+
+def parse_var(pair: str) -> tuple[str, Any]:
+    """KEY=VALUE; VALUE is JSON when it parses as JSON, else a string."""
+    key, sep, raw = pair.partition("=")
+    if not sep or not key:
+        raise OperationError(f"--var {pair!r}: expected KEY=VALUE")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw

@@ -1,0 +1,91 @@
+"""How the CLI shows a change request: plan lines, status tables and progress lines."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from workflows.types import ChangeRequestStatus, Phase, PlaybookProgress
+
+
+def as_json(value: Any) -> str:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    return json.dumps(value, indent=2, default=str)
+
+
+def headline(status: ChangeRequestStatus) -> str:
+    plan = status.plan
+    if plan is None:
+        return f"{status.workflow_id}  {status.phase}"
+    parts = [f"{len(plan.steps)} step{'s' if len(plan.steps) != 1 else ''}", f"risk {plan.risk}"]
+    if status.phase == Phase.AWAITING_APPROVAL:
+        parts.append(f"awaiting approval ({len(status.approvals)} of {plan.policy.required_approvals})")
+    else:
+        parts.append(str(status.phase))
+    line = f"{status.workflow_id}  planned: {', '.join(parts)}"
+    if status.error:
+        line += f"\n  {status.error}"
+    return line
+
+
+def plan_lines(status: ChangeRequestStatus) -> list[str]:
+    if status.plan is None:
+        return []
+    width = max((len(s.playbook) for s in status.plan.steps), default=0)
+    return [
+        f"  {i}. {s.playbook:<{width}}  {s.action:<9} {s.service:<12} hosts: {s.hosts:<10} risk: {s.risk}"
+        for i, s in enumerate(status.plan.steps, 1)
+    ]
+
+
+def decided(request_id: str, who: str, verdict: str, status: ChangeRequestStatus) -> str:
+    line = f"{request_id}  {verdict} by {who}"
+    if status.plan is not None and status.rejection is None:
+        line += f" ({len(status.approvals)} of {status.plan.policy.required_approvals} approvals)"
+    return line
+
+
+def status_table(status: ChangeRequestStatus) -> Table:
+    table = Table(title=headline(status).splitlines()[0], title_justify="left")
+    for column in ("#", "playbook", "state", "attempt", "ok", "changed", "failed", "error"):
+        table.add_column(column)
+    for step in status.steps:
+        table.add_row(
+            str(step.index), step.playbook, str(step.state), str(step.attempt or ""),
+            str(step.ok), str(step.changed), str(step.failed), step.error or "",
+        )
+    return table
+
+
+def print_status(console: Console, status: ChangeRequestStatus) -> None:
+    console.print(status_table(status))
+    if status.request is not None:
+        console.print(f"request:   {status.request.request}  (by {status.request.requester})")
+    for decision in status.approvals:
+        console.print(f"approved:  {decision.who} at {decision.at}" + (f" — {decision.note}" if decision.note else ""))
+    if status.rejection:
+        r = status.rejection
+        console.print(f"rejected:  {r.who} at {r.at}" + (f" — {r.note}" if r.note else ""))
+    for refused in status.refused:
+        console.print(f"refused:   {refused.name} from {refused.who or '?'}: {refused.reason}")
+    if status.error:
+        console.print(f"error:     {status.error}")
+    if status.audit_commit:
+        console.print(f"audit:     commit {status.audit_commit}")
+
+
+def progress_line(step: int, total: int, playbook: str, progress: PlaybookProgress) -> str:
+    where = " ".join(
+        part for part in (
+            f"play {progress.play!r}" if progress.play else "",
+            f"task {progress.task!r}" if progress.task else "",
+            f"host {progress.host}" if progress.host else "",
+        ) if part
+    )
+    counts = f"ok={progress.ok} changed={progress.changed} failed={progress.failed + progress.unreachable}"
+    return f"  step {step}/{total} {playbook}  {where}  {counts}".rstrip()
