@@ -1,0 +1,62 @@
+"""Bad workflow input fails the workflow at once, non-retryably, naming the field —
+never a workflow task retry loop."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from temporalio.api.common.v1 import Payload
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowFailureError
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+
+from workers.settings import Settings
+from workers.worker import running_worker
+from workflows.types import WORKFLOW_TYPE
+
+
+def _json_bytes(data: bytes) -> RawValue:
+    return RawValue(Payload(metadata={"encoding": b"json/plain"}, data=data))
+
+
+CASES: list[tuple[str, list[Any], str]] = [
+    ("malformed JSON", [_json_bytes(b'{"request": "x", ')], "not valid JSON"),
+    ("not an object", [["Deploy hello", "alice"]], "must be a JSON object, got an array"),
+    ("a bare string", ["Deploy hello"], "must be a JSON object, got a string"),
+    ("no input at all", [], "input is required"),
+    ("missing request", [{"requester": "alice"}], "request: is required"),
+    ("missing requester", [{"request": "Deploy hello"}], "requester: is required"),
+    ("request of the wrong type", [{"request": 42, "requester": "alice"}], "request: must be a string, got a number"),
+    ("vars not an object", [{"request": "Deploy hello", "requester": "a", "vars": ["x"]}], "vars: must be an object"),
+    ("dry_run not a bool", [{"request": "Deploy hello", "requester": "a", "dry_run": "yes"}], "dry_run: must be true or false"),
+    ("unknown field", [{"request": "Deploy hello", "requester": "a", "dryrun": True}], "dryrun: unknown field"),
+    (
+        "Jinja in extra vars",
+        [{"request": "Deploy hello", "requester": "a", "vars": {"greeting": "{{ lookup('pipe', 'id') }}"}}],
+        "vars.greeting: contains a Jinja template",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+async def test_bad_input_fails_fast_and_names_the_field(
+    env: WorkflowEnvironment, settings: Settings, args: list[Any], message: str
+) -> None:
+    async with running_worker(env.client, settings):
+        handle = await env.client.start_workflow(
+            WORKFLOW_TYPE, args=args, id=f"bad-{uuid.uuid4().hex[:8]}", task_queue=settings.task_queue
+        )
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == "InvalidInput" and cause.non_retryable
+    assert message in cause.message
+    events = [e.event_type async for e in handle.fetch_history_events()]
+    assert EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED not in events, "bad input must not retry the workflow task"
+    assert events[-1] == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED

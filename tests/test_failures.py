@@ -1,0 +1,95 @@
+"""When things go wrong: a failing task, nothing to run, a dry run, and cancellation that
+kills the running playbook. Every ending is audited."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import CancelledError
+from temporalio.testing import WorkflowEnvironment
+
+from tests.helpers import assert_eventually, committed_json, db_rows, start_request, wait_for_phase
+from workers.settings import Settings
+from workers.worker import running_worker
+from workflows.change_request import ChangeRequestWorkflow
+from workflows.types import ApproveInput, Phase, StepState
+
+
+async def test_failed_task_fails_the_request_and_audits_what_ran(env: WorkflowEnvironment, settings: Settings) -> None:
+    async with running_worker(env.client, settings):
+        handle = await start_request(env, settings, "Deploy doomed")
+        await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+        await handle.signal(ChangeRequestWorkflow.approve, ApproveInput(approver="bob"))
+        result = await handle.result()
+
+    assert result.outcome == Phase.FAILED
+    [step] = result.steps
+    assert step.state == StepState.FAILED and step.attempt == 1, "a failed task is not retried"
+    assert "Fails on purpose" in (step.error or "") and "boom" in (step.error or "")
+    tasks = db_rows(settings.database_url, "SELECT task, status, msg FROM tasks WHERE change_request_id = :id", id=handle.id)
+    assert tasks == [{"task": "Fails on purpose", "status": "failed", "msg": "boom: doomed cannot be deployed"}]
+    doc = committed_json(settings.audit_repo, result.audit_commit, f".audit/requests/{handle.id}.json")
+    assert doc["phase"] == "failed" and "boom" in doc["error"]
+
+
+async def test_request_matching_no_playbook_fails_with_the_reason(env: WorkflowEnvironment, settings: Settings) -> None:
+    async with running_worker(env.client, settings):
+        handle = await start_request(env, settings, "Make the coffee machine faster", time_skipping=True)
+        result = await handle.result()
+    assert result.outcome == Phase.FAILED
+    assert "no playbook in the catalog matches" in (result.error or "")
+    assert "hello (deploy)" in (result.error or ""), "the error lists what the catalog offers"
+    [row] = db_rows(settings.database_url, "SELECT phase FROM change_requests WHERE id = :id", id=handle.id)
+    assert row["phase"] == "failed"
+
+
+async def test_dry_run_plans_and_runs_nothing(env: WorkflowEnvironment, settings: Settings, out_dir: Path) -> None:
+    async with running_worker(env.client, settings):
+        handle = await start_request(env, settings, "Deploy hello", dry_run=True, time_skipping=True)
+        result = await handle.result()
+    assert result.outcome == Phase.PLANNED
+    assert [s.state for s in result.steps] == [StepState.PENDING]
+    assert not (out_dir / "hello.txt").exists()
+    doc = committed_json(settings.audit_repo, result.audit_commit, f".audit/requests/{handle.id}.json")
+    assert doc["plan"]["steps"][0]["playbook"] == "hello-deploy.yml"
+
+
+def _sleepers(since: float) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline", "create_time"]):
+        if proc.info["cmdline"] == ["sleep", "600"] and proc.info["create_time"] >= since - 1:
+            found.append(proc)
+    return found
+
+
+async def test_cancel_kills_the_running_playbook_and_is_audited(env: WorkflowEnvironment, settings: Settings) -> None:
+    began = time.time()
+    async with running_worker(env.client, settings):
+        handle = await start_request(env, settings, "Restart slow")
+        await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+        await handle.signal(ChangeRequestWorkflow.approve, ApproveInput(approver="bob"))
+
+        async def sleeping() -> None:
+            assert _sleepers(began), "the playbook's `sleep 600` has not started yet"
+
+        await assert_eventually(sleeping, timeout=60)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+        assert isinstance(failed.value.cause, CancelledError)
+        status = await handle.query(ChangeRequestWorkflow.status)
+
+    async def killed() -> None:
+        assert not _sleepers(began), "the playbook process survived the cancellation"
+
+    await assert_eventually(killed, timeout=10)
+    assert status.phase == Phase.CANCELLED
+    assert [s.state for s in status.steps] == [StepState.CANCELLED]
+    [row] = db_rows(settings.database_url, "SELECT phase, audit_commit FROM change_requests WHERE id = :id", id=handle.id)
+    assert row["phase"] == "cancelled" and row["audit_commit"] == status.audit_commit
+    doc = committed_json(settings.audit_repo, status.audit_commit, f".audit/requests/{handle.id}.json")
+    assert doc["phase"] == "cancelled"

@@ -1,0 +1,84 @@
+"""Scripts and cron jobs drive signoff with nothing but the `temporal` CLI (DESIGN.md section 1)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+
+from temporalio.testing import WorkflowEnvironment
+
+from tests.helpers import wait_for_phase
+from workers.devstack import temporal_binary
+from workers.settings import Settings
+from workers.worker import running_worker
+from workflows.types import Phase
+
+
+async def temporal(env: WorkflowEnvironment, *args: str) -> str:
+    """Run the real `temporal` binary against the test server; fail loudly on non-zero exit."""
+    address = env.client.service_client.config.target_host
+    proc = await asyncio.create_subprocess_exec(
+        str(temporal_binary()), *args, "--address", address,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, f"temporal {' '.join(args)} exited {proc.returncode}: {err.decode()}"
+    return out.decode()
+
+
+async def test_temporal_cli_start_signal_result(env: WorkflowEnvironment, settings: Settings, out_dir: Path) -> None:
+    wf_id = f"cr-cli-{uuid.uuid4().hex[:8]}"
+    request = {"request": "Deploy hello", "requester": "alice", "vars": {"greeting": "from the cli"}}
+    async with running_worker(env.client, settings):
+        await temporal(
+            env, "workflow", "start", "--type", "ChangeRequestWorkflow", "--task-queue", settings.task_queue,
+            "--workflow-id", wf_id, "--input", json.dumps(request),
+        )
+        handle = env.client.get_workflow_handle(wf_id)
+        await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+
+        query = json.loads(await temporal(env, "workflow", "query", "--workflow-id", wf_id, "--name", "status", "--output", "json"))
+        status = query["queryResult"][0]
+        assert status["phase"] == "awaiting_approval"
+        assert status["plan"]["steps"][0]["playbook"] == "hello-deploy.yml"
+
+        await temporal(env, "workflow", "signal", "--workflow-id", wf_id, "--name", "approve", "--input", '{"approver": "bob"}')
+        result = json.loads(await temporal(env, "workflow", "result", "--workflow-id", wf_id, "--output", "json"))
+
+    assert result["status"] == "COMPLETED"
+    outcome = result["result"]
+    assert outcome["outcome"] == "succeeded"
+    assert outcome["steps"][0]["state"] == "succeeded"
+    assert len(outcome["audit_commit"]) == 40
+    assert (out_dir / "hello.txt").read_text() == "hello from the cli\n"
+
+
+async def test_temporal_cli_update_refusal_and_search_attributes(env: WorkflowEnvironment, settings: Settings) -> None:
+    wf_id = f"cr-cli-{uuid.uuid4().hex[:8]}"
+    async with running_worker(env.client, settings):
+        await temporal(
+            env, "workflow", "start", "--type", "ChangeRequestWorkflow", "--task-queue", settings.task_queue,
+            "--workflow-id", wf_id, "--input", '{"request": "Configure hello", "requester": "alice"}',
+        )
+        await wait_for_phase(env.client.get_workflow_handle(wf_id), Phase.AWAITING_APPROVAL)
+        address = env.client.service_client.config.target_host
+        proc = await asyncio.create_subprocess_exec(
+            str(temporal_binary()), "workflow", "update", "execute", "--address", address, "--workflow-id", wf_id,
+            "--name", "approve", "--input", '{"approver": "alice"}',
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await proc.communicate()
+        assert proc.returncode != 0 and "four eyes" in err.decode()
+
+        listed = await temporal(
+            env, "workflow", "list", "--query",
+            f"WorkflowId = '{wf_id}' AND SignoffPhase = 'awaiting_approval' AND SignoffRequester = 'alice' "
+            "AND SignoffServices = 'hello'",
+            "--output", "json",
+        )
+        assert wf_id in listed
+        await temporal(env, "workflow", "update", "execute", "--workflow-id", wf_id, "--name", "approve", "--input", '{"approver": "carol"}')
+        out = json.loads(await temporal(env, "workflow", "result", "--workflow-id", wf_id, "--output", "json"))
+        assert out["result"]["outcome"] == "succeeded"
