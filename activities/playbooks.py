@@ -127,7 +127,13 @@ class PlaybookActivities:
                 quiet=True,
                 suppress_env_files=True,
                 settings={"pexpect_timeout": 1},
-                envvars={"ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCALHOST_WARNING": "0"},
+                envvars={
+                    "ANSIBLE_NOCOLOR": "1",
+                    "ANSIBLE_LOCALHOST_WARNING": "0",
+                    # In every process of the run: `ps e` tells whose change a process is.
+                    "SIGNOFF_WORKFLOW_ID": inp.workflow_id,
+                    "SIGNOFF_STEP": str(inp.step),
+                },
                 event_handler=recorder.on_event,
                 cancel_callback=recorder.should_cancel,
             )

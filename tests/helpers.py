@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -14,12 +15,23 @@ import git
 from sqlalchemy import create_engine, text
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from workers.settings import Settings
 from workflows.change_request import ChangeRequestWorkflow
 from workflows.types import ChangeRequestInput, ChangeRequestStatus, Phase
 
 T = TypeVar("T")
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def replay_and_keep(handle: WorkflowHandle[Any, Any], name: str) -> None:
+    """Replay this execution against the current code. With SIGNOFF_RECORD_HISTORIES=1, also
+    keep its history in tests/histories/, where test_replay checks every later change."""
+    history = await handle.fetch_history()
+    await Replayer(workflows=[ChangeRequestWorkflow]).replay_workflow(history)
+    if os.environ.get("SIGNOFF_RECORD_HISTORIES"):
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
 
 
 async def assert_eventually(

@@ -13,7 +13,7 @@ from temporalio.common import RawValue
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import with_policy
-from tests.helpers import assert_eventually, committed_json, db_rows, start_request, wait_for_phase
+from tests.helpers import assert_eventually, committed_json, db_rows, replay_and_keep, start_request, wait_for_phase
 from workers.settings import Settings
 from workers.worker import running_worker
 from workflows.change_request import ChangeRequestWorkflow
@@ -29,6 +29,7 @@ async def test_reject_ends_rejected_and_runs_nothing(env: WorkflowEnvironment, s
         await handle.signal(ChangeRequestWorkflow.reject, RejectInput(approver="carol", reason="not today"))
         result = await handle.result()
 
+    await replay_and_keep(handle, "rejected")
     assert result.outcome == Phase.REJECTED
     assert not (out_dir / "hello.txt").exists()
     [row] = db_rows(settings.database_url, "SELECT phase, audit_commit FROM change_requests WHERE id = :id", id=handle.id)
@@ -63,6 +64,7 @@ async def test_refused_signals_are_recorded_and_change_nothing(env: WorkflowEnvi
 
         await handle.signal(ChangeRequestWorkflow.approve, ApproveInput(approver="Bob"))
         result = await handle.result()
+        await replay_and_keep(handle, "refused_then_approved")
 
     assert result.outcome == Phase.SUCCEEDED
     [row] = db_rows(settings.database_url, "SELECT refused FROM change_requests WHERE id = :id", id=handle.id)
@@ -93,6 +95,7 @@ async def test_quorum_needs_two_different_approvers(env: WorkflowEnvironment, se
         assert status.phase == Phase.AWAITING_APPROVAL and len(status.approvals) == 1
         await handle.execute_update(ChangeRequestWorkflow.approve_update, ApproveInput(approver="carol"))
         result = await handle.result()
+        await replay_and_keep(handle, "quorum_by_update")
     assert result.outcome == Phase.SUCCEEDED
     decisions = db_rows(settings.database_url, "SELECT who FROM decisions WHERE change_request_id = :id ORDER BY who", id=handle.id)
     assert decisions == [{"who": "bob"}, {"who": "carol"}]
@@ -113,6 +116,7 @@ async def test_no_decision_expires_after_the_timeout(env: WorkflowEnvironment, s
         await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
         await env.fast_forward(handle, timedelta(hours=25))
         result = await handle.result()
+        await replay_and_keep(handle, "expired")
     assert result.outcome == Phase.EXPIRED
     assert "no decision within 1 day" in (result.error or "")
     [row] = db_rows(settings.database_url, "SELECT phase FROM change_requests WHERE id = :id", id=handle.id)
@@ -124,6 +128,7 @@ async def test_low_risk_is_auto_approved_when_policy_allows(env: WorkflowEnviron
     async with running_worker(env.client, settings):
         low = await start_request(env, settings, DEBUG_ONLY, time_skipping=True)
         assert (await low.result()).outcome == Phase.SUCCEEDED
+        await replay_and_keep(low, "auto_approved")
         status = await low.query(ChangeRequestWorkflow.status)
         assert [(a.who, a.note) for a in status.approvals] == [("signoff", "auto-approved: every step is low risk")]
 

@@ -14,6 +14,7 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from tests.helpers import replay_and_keep
 from workers.settings import Settings
 from workers.worker import running_worker
 from workflows.types import WORKFLOW_TYPE
@@ -53,6 +54,8 @@ async def test_bad_input_fails_fast_and_names_the_field(
         with pytest.raises(WorkflowFailureError) as failed:
             await handle.result()
 
+        if args == []:
+            await replay_and_keep(handle, "no_input")
     cause = failed.value.cause
     assert isinstance(cause, ApplicationError)
     assert cause.type == "InvalidInput" and cause.non_retryable

@@ -3,7 +3,6 @@ kills the running playbook. Every ending is audited."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import psutil
@@ -12,7 +11,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 
-from tests.helpers import assert_eventually, committed_json, db_rows, start_request, wait_for_phase
+from tests.helpers import assert_eventually, committed_json, db_rows, replay_and_keep, start_request, wait_for_phase
 from workers.settings import Settings
 from workers.worker import running_worker
 from workflows.change_request import ChangeRequestWorkflow
@@ -25,6 +24,7 @@ async def test_failed_task_fails_the_request_and_audits_what_ran(env: WorkflowEn
         await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
         await handle.signal(ChangeRequestWorkflow.approve, ApproveInput(approver="bob"))
         result = await handle.result()
+        await replay_and_keep(handle, "playbook_failed")
 
     assert result.outcome == Phase.FAILED
     [step] = result.steps
@@ -51,6 +51,7 @@ async def test_dry_run_plans_and_runs_nothing(env: WorkflowEnvironment, settings
     async with running_worker(env.client, settings):
         handle = await start_request(env, settings, "Deploy hello", dry_run=True, time_skipping=True)
         result = await handle.result()
+        await replay_and_keep(handle, "dry_run")
     assert result.outcome == Phase.PLANNED
     assert [s.state for s in result.steps] == [StepState.PENDING]
     assert not (out_dir / "hello.txt").exists()
@@ -58,23 +59,26 @@ async def test_dry_run_plans_and_runs_nothing(env: WorkflowEnvironment, settings
     assert doc["plan"]["steps"][0]["playbook"] == "hello-deploy.yml"
 
 
-def _sleepers(since: float) -> list[psutil.Process]:
+def _sleepers(workflow_id: str) -> list[psutil.Process]:
+    """This change request's `sleep 600`, found by the SIGNOFF_WORKFLOW_ID every run carries."""
     found = []
-    for proc in psutil.process_iter(["cmdline", "create_time"]):
-        if proc.info["cmdline"] == ["sleep", "600"] and proc.info["create_time"] >= since - 1:
-            found.append(proc)
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if proc.info["cmdline"] == ["sleep", "600"] and proc.environ().get("SIGNOFF_WORKFLOW_ID") == workflow_id:
+                found.append(proc)
+        except psutil.Error:  # exited or not ours to read
+            continue
     return found
 
 
 async def test_cancel_kills_the_running_playbook_and_is_audited(env: WorkflowEnvironment, settings: Settings) -> None:
-    began = time.time()
     async with running_worker(env.client, settings):
         handle = await start_request(env, settings, "Restart slow")
         await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
         await handle.signal(ChangeRequestWorkflow.approve, ApproveInput(approver="bob"))
 
         async def sleeping() -> None:
-            assert _sleepers(began), "the playbook's `sleep 600` has not started yet"
+            assert _sleepers(handle.id), "the playbook's `sleep 600` has not started yet"
 
         await assert_eventually(sleeping, timeout=60)
         await handle.cancel()
@@ -82,9 +86,10 @@ async def test_cancel_kills_the_running_playbook_and_is_audited(env: WorkflowEnv
             await handle.result()
         assert isinstance(failed.value.cause, CancelledError)
         status = await handle.query(ChangeRequestWorkflow.status)
+        await replay_and_keep(handle, "cancelled")
 
     async def killed() -> None:
-        assert not _sleepers(began), "the playbook process survived the cancellation"
+        assert not _sleepers(handle.id), "the playbook process survived the cancellation"
 
     await assert_eventually(killed, timeout=10)
     assert status.phase == Phase.CANCELLED

@@ -7,7 +7,7 @@ from pathlib import Path
 import git
 from temporalio.testing import WorkflowEnvironment
 
-from tests.helpers import committed_json, committed_paths, db_rows, start_request, wait_for_phase
+from tests.helpers import committed_json, committed_paths, db_rows, replay_and_keep, start_request, wait_for_phase
 from workers.settings import Settings
 from workers.worker import running_worker
 from workflows.change_request import ChangeRequestWorkflow
@@ -28,6 +28,7 @@ async def test_approved_request_runs_playbooks_and_is_audited(
         await handle.signal(ChangeRequestWorkflow.approve, ApproveInput(approver="bob", comment="go"))
         result = await handle.result()
 
+    await replay_and_keep(handle, "succeeded")
     assert result.outcome == Phase.SUCCEEDED
     assert [s.state for s in result.steps] == [StepState.SUCCEEDED, StepState.SUCCEEDED]
     assert (out_dir / "hello.txt").read_text() == "hello signoff\n"

@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +60,9 @@ def run(settings: Settings) -> Run:
     reason="activities/playbooks.py: ansible_runner.run gets no `binary`, so ansible-playbook is "
     "looked up on PATH; a worker started as venv/bin/signoff without the venv activated fails rc 127",
 )
-def test_runs_without_the_virtualenv_on_path(run: Run, out_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    empty = tmp_path / "empty-bin"
-    empty.mkdir()
-    monkeypatch.setenv("PATH", str(empty))
+def test_runs_without_the_virtualenv_on_path(run: Run, out_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    system = [d for d in os.defpath.split(os.pathsep) if d and not (Path(d) / "ansible-playbook").exists()]
+    monkeypatch.setenv("PATH", os.pathsep.join(system))
 
     assert run("hello-deploy.yml").status == "successful"
     assert (out_dir / "hello.txt").read_text() == "hello world\n"
@@ -146,49 +145,92 @@ def test_no_log_secret_stays_out_of_result_and_heartbeats(run: Run) -> None:
 # --- cancellation ---------------------------------------------------------------------------
 
 
-def is_long_sleep(proc: psutil.Process) -> bool:
+def alive(proc: psutil.Process) -> bool:
     try:
-        return proc.cmdline() == ["sleep", "600"] and proc.status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False
 
 
-def long_sleeps(since: float) -> list[psutil.Process]:
-    """Live `sleep 600` processes created since `since` (a time.time() value)."""
-    found = []
-    for proc in psutil.process_iter(["create_time"]):
-        if (proc.info["create_time"] or 0) >= since - 1 and is_long_sleep(proc):
-            found.append(proc)
-    return found
-
-
-async def test_cancel_stops_ansible_and_its_children(run: Run) -> None:
-    began = time.time()  # only to tell this test's processes apart, never asserted on
-    ours: list[psutil.Process] = []
-    me = psutil.Process()
-    running = asyncio.create_task(asyncio.to_thread(run, "slow-restart.yml"))
+def cmdline(proc: psutil.Process) -> list[str]:
     try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
+class Cancelled:
+    """slow-restart.yml started in a thread, cancelled once `sleep 600` runs under it."""
+
+    def __init__(self) -> None:
+        self.began = time.time()  # only to pick out this test's processes, never asserted on
+        self.error: BaseException | None = None
+        self.tree: list[psutil.Process] = []  # ansible-playbook and everything under it
+
+    async def run(self, run: Run) -> None:
+        me = psutil.Process()
+        running = asyncio.create_task(asyncio.to_thread(run, "slow-restart.yml"))
 
         async def sleep_is_running() -> None:
             assert not running.done(), "the playbook ended before it could be cancelled"
             assert any(h.task == "Take a long time" for h in run.heartbeats)
-            ours[:] = [p for p in me.children(recursive=True) if is_long_sleep(p)]
-            assert ours, "no `sleep 600` under this process yet"
+            self.tree = [
+                proc
+                for child in me.children()
+                if any("ansible-playbook" in part for part in cmdline(child))
+                for proc in (child, *child.children(recursive=True))
+            ]
+            assert ["sleep", "600"] in [cmdline(p) for p in self.tree]
 
         await assert_eventually(sleep_is_running, timeout=60)
-
         run.env.cancel()
-        with pytest.raises(CancelledError):
+        try:
             await running
+        except BaseException as err:  # kept for the test to assert on
+            self.error = err
 
-        async def sleep_is_gone() -> None:
-            left = [p for p in ours if p.is_running() and is_long_sleep(p)]
-            assert left == [], f"still running after cancel: {left}"
-            mine = [p for p in long_sleeps(began) if p.pid in {c.pid for c in me.children(recursive=True)}]
-            assert mine == []
+    def leftovers(self) -> list[psutil.Process]:
+        """Live processes of this run: its tree, and any `sleep 600` started since in its sessions."""
+        sessions = {os.getsid(p.pid) for p in self.tree if alive(p)} | {p.pid for p in self.tree}
+        late = []
+        for proc in psutil.process_iter(["create_time"]):
+            if proc.info["create_time"] >= self.began - 1 and cmdline(proc) == ["sleep", "600"] and alive(proc):
+                try:
+                    if os.getsid(proc.pid) in sessions:
+                        late.append(proc)
+                except OSError:
+                    pass
+        return [p for p in self.tree if alive(p)] + [p for p in late if p not in self.tree]
 
-        await assert_eventually(sleep_is_gone, timeout=15)
+    def kill_leftovers(self) -> None:
+        for proc in self.leftovers():  # only processes this test started, by their pid
+            proc.kill()
+
+
+@pytest.fixture
+async def cancelled(run: Run) -> AsyncIterator[Cancelled]:
+    outcome = Cancelled()
+    try:
+        await outcome.run(run)
+        yield outcome
     finally:
-        for proc in ours:  # only the processes this test started, whatever the outcome
-            if is_long_sleep(proc):
-                proc.kill()
+        outcome.kill_leftovers()
+
+
+@pytest.mark.timeout(90)
+async def test_cancel_raises_cancelled_error(cancelled: Cancelled) -> None:
+    assert isinstance(cancelled.error, CancelledError), repr(cancelled.error)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.xfail(
+    strict=True,
+    reason="activities/playbooks.py: run_playbook lacks no_thread_cancel_exception=True, so the "
+    "SDK's CancelledError unwinds ansible-runner without killing anything; and ansible-runner's "
+    "SIGKILL of ansible-playbook's process group misses Ansible's setsid() workers and their tasks",
+)
+async def test_cancel_leaves_no_ansible_process_behind(cancelled: Cancelled) -> None:
+    async def nothing_left() -> None:
+        assert cancelled.leftovers() == []
+
+    await assert_eventually(nothing_left, timeout=10)
