@@ -16,8 +16,10 @@ from rich.console import Console
 from workers import ops, render
 from workers.devstack import dev_stack, embedded_database_url, free_port
 from workers.settings import ConfigError, Settings
-from workers.worker import DEFAULT_ADDRESS, connect, ensure_search_attributes, run_worker, running_worker
+from workers.worker import DEFAULT_ADDRESS, ensure_search_attributes, run_worker, running_worker
+from workers.worker import connect as _connect
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from workflows.types import ApproveInput, ChangeRequestInput, ChangeRequestStatus, Phase, RejectInput
 
@@ -35,12 +37,22 @@ As = Annotated[str, typer.Option("--as", help="Who you are (recorded in the audi
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+async def connect(address: str | None = None) -> Client:
+    try:
+        return await _connect(address)
+    except RuntimeError as err:  # the SDK's "Failed client connect"
+        raise ops.OperationError(f"cannot reach Temporal ({err}); is `signoff dev` or a server running?") from None
+
+
 def _run(main: Coroutine[Any, Any, int | None]) -> None:
     """Run a command; known errors become one line on stderr and exit code 1."""
     try:
         code = asyncio.run(_until_terminated(main))
     except (ops.OperationError, ConfigError) as err:
         errors.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from None
+    except RPCError as err:  # unknown workflow id, closed workflow, permission ...
+        errors.print(f"[red]error:[/red] Temporal refused: {err.message}")
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
