@@ -36,6 +36,7 @@ def init_repo(path: Path) -> git.Repo:
     """Create the audit repository with a first commit, unless it exists already."""
     if (path / ".git").exists():
         return git.Repo(path)
+    path.mkdir(parents=True, exist_ok=True)
     repo = git.Repo.init(path, initial_branch="main")
     readme = path / "README.md"
     readme.write_text("# signoff audit trail\n\nOne commit per change request; see .audit/.\n")

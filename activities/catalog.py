@@ -119,7 +119,7 @@ def _header(text: str) -> dict[str, Any]:
                 break
             continue
         body = line[1:]
-        if body.strip() == "signoff:":
+        if body.strip().startswith("signoff:"):
             in_header = True
         if in_header:
             lines.append(body[1:] if body.startswith(" ") else body)

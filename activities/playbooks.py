@@ -2,8 +2,9 @@
 
 Progress is the heartbeat: each Ansible event updates a `PlaybookProgress` that Temporal keeps
 as heartbeat details (the Web UI and `signoff watch` show it), and the runner's cancel
-callback heartbeats too, so a dead worker is noticed within the heartbeat timeout and a
-cancelled activity kills ansible-playbook within about a second.
+callback heartbeats too, so a dead worker is noticed within the heartbeat timeout. Cancellation
+is seen only there (no exception is thrown into the thread, which would leave Ansible running)
+and stops ansible-playbook with every process below it within about a second.
 
 Nothing Ansible prints is kept: event files are not written to disk, extra vars travel in a
 0600 file inside a private data dir that is removed afterwards, and a `no_log` result is
@@ -14,12 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import ansible_runner
+import psutil
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
@@ -34,6 +37,7 @@ _RESULT_EVENTS = {
 }
 _MSG_LIMIT = 500
 CENSORED = "(output hidden: no_log)"
+STOP_GRACE_SECONDS = 5.0
 
 
 class _Recorder:
@@ -45,8 +49,11 @@ class _Recorder:
         self.tasks: list[TaskRecord] = []
         self.progress = PlaybookProgress()
         self.errors: list[str] = []
+        self.playbook_pid: int | None = None
 
     def on_event(self, event: dict[str, Any]) -> bool:
+        if self.playbook_pid is None and event.get("pid"):
+            self.playbook_pid = int(event["pid"])  # events come from the ansible-playbook process
         kind = event.get("event", "")
         data = event.get("event_data") or {}
         if kind == "playbook_on_play_start":
@@ -62,7 +69,13 @@ class _Recorder:
 
     def should_cancel(self) -> bool:
         activity.heartbeat(self.progress)
-        return activity.is_cancelled() or activity.is_worker_shutdown()
+        # Not on worker shutdown: the worker's graceful shutdown lets the playbook finish,
+        # and cancels it (landing here) only when that time is up.
+        if not activity.is_cancelled():
+            return False
+        if self.playbook_pid is not None:
+            stop_process_tree(self.playbook_pid)
+        return True  # ansible-runner then kills what is left in its process group
 
     def _record(self, status: str, data: dict[str, Any]) -> None:
         res = data.get("res") or {}
@@ -90,6 +103,31 @@ class _Recorder:
         )
 
 
+def stop_process_tree(pid: int, grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM ansible-playbook and all below it; SIGKILL what is below it after `grace` seconds.
+
+    Ansible's worker processes call setsid(), so killing ansible-playbook's process group, as
+    ansible-runner does, would leave them and the commands they run behind. ansible-playbook
+    itself is left to ansible-runner, whose child it is: waiting on it here would reap it.
+    """
+    try:
+        root = psutil.Process(pid)
+        below = root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    for proc in (root, *below):
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(below, timeout=grace)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            continue
+
+
 def _message(res: dict[str, Any]) -> str:
     if "censored" in res or res.get("_ansible_no_log"):
         return CENSORED
@@ -104,7 +142,7 @@ class PlaybookActivities:
         self._playbook_dir = playbook_dir.resolve()
         self._inventory = inventory
 
-    @activity.defn(name="run_playbook")
+    @activity.defn(name="run_playbook", no_thread_cancel_exception=True)
     def run_playbook(self, inp: RunPlaybookInput) -> PlaybookResult:
         playbook = (self._playbook_dir / inp.playbook).resolve()
         if not playbook.is_file() or not playbook.is_relative_to(self._playbook_dir):
@@ -128,6 +166,8 @@ class PlaybookActivities:
                 suppress_env_files=True,
                 settings={"pexpect_timeout": 1},
                 envvars={
+                    # ansible-playbook is beside this interpreter, on PATH or not
+                    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                     "ANSIBLE_NOCOLOR": "1",
                     "ANSIBLE_LOCALHOST_WARNING": "0",
                     # In every process of the run: `ps e` tells whose change a process is.
@@ -153,12 +193,10 @@ class PlaybookActivities:
 
 def _classify(result: PlaybookResult, recorder: _Recorder, tail: str) -> PlaybookResult:
     """Successful runs return; every other outcome raises a typed ApplicationError."""
+    if activity.is_cancelled():  # whatever the status: a stopped playbook may look failed
+        raise CancelledError("playbook cancelled; ansible-playbook was stopped")
     if result.status == "successful":
         return result
-    if result.status == "canceled":
-        if activity.is_cancelled():
-            raise CancelledError("playbook cancelled; ansible-playbook was stopped")
-        raise ApplicationError("worker shut down during the playbook; it will run again elsewhere")
     unreachable = [t for t in result.tasks if t.status == "unreachable"]
     failed = [t for t in result.tasks if t.status == "failed"]
     if unreachable:

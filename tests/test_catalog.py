@@ -9,7 +9,7 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.catalog import CatalogEntry, PlanningActivities, discover, match
-from workflows.types import Action, ApprovalPolicy, PlanInput, Risk
+from workflows.types import Action, ApprovalPolicy, Plan, PlanInput, Risk
 
 BASIC = Path(__file__).parent / "fixtures" / "playbooks" / "basic"
 PLAY = "- name: {name}\n  hosts: local\n  gather_facts: false\n  tasks: []\n"
@@ -109,6 +109,7 @@ def test_broken_yaml_is_reported_not_raised() -> None:
         ("# signoff:\n#   risk: extreme\n", "extreme"),
         ("# signoff:\n#   aliases: 5\n", "list of strings"),
         ("# signoff:\n#   - a list\n", "must be a mapping"),
+        ("# signoff: nope\n", "must be a mapping"),
     ],
 )
 def test_bad_header_is_reported_as_broken(playbooks: Path, header: str, problem: str) -> None:
@@ -187,7 +188,7 @@ def test_request_naming_nothing_matches_nothing() -> None:
 POLICY = ApprovalPolicy(approvers=["bob"], required_approvals=2, timeout_seconds=60)
 
 
-def plan(playbook_dir: Path, inp: PlanInput):  # type: ignore[no-untyped-def]
+def plan(playbook_dir: Path, inp: PlanInput) -> Plan:
     return ActivityEnvironment().run(PlanningActivities(playbook_dir, POLICY).plan_change, inp)
 
 

@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -43,23 +43,11 @@ class Run:
         return caught.value
 
 
-@pytest.fixture(autouse=True)
-def venv_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """run_playbook finds ansible-playbook through PATH only (see the xfail below), and
-    `venv/bin/python -m pytest` does not put the venv's bin on it."""
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-
-
 @pytest.fixture
 def run(settings: Settings) -> Run:
     return Run(settings)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="activities/playbooks.py: ansible_runner.run gets no `binary`, so ansible-playbook is "
-    "looked up on PATH; a worker started as venv/bin/signoff without the venv activated fails rc 127",
-)
 def test_runs_without_the_virtualenv_on_path(run: Run, out_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     system = [d for d in os.defpath.split(os.pathsep) if d and not (Path(d) / "ansible-playbook").exists()]
     monkeypatch.setenv("PATH", os.pathsep.join(system))
@@ -93,8 +81,8 @@ def test_failed_task_is_playbook_failed_and_not_retried(run: Run) -> None:
     assert err.type == "PlaybookFailed"
     assert err.non_retryable
     assert "'Fails on purpose'" in err.message and "boom" in err.message
-    [details] = err.details
-    result = details if isinstance(details, PlaybookResult) else PlaybookResult(**details)
+    [result] = err.details
+    assert isinstance(result, PlaybookResult)
     assert result.status == "failed"
     assert result.error == err.message
     tasks = [(t.task, t.status) for t in result.tasks]
@@ -112,17 +100,17 @@ def test_syntax_error_is_playbook_error(run: Run) -> None:
 
 
 @pytest.fixture
-def outside(settings: Settings) -> Iterator[str]:
+def outside(settings: Settings) -> str:
     """A real playbook just outside the playbook dir, and a symlink to it from inside."""
     target = settings.playbook_dir.parent / "x.yml"
     target.write_text((settings.playbook_dir / "hello-deploy.yml").read_text())
     (settings.playbook_dir / "link-deploy.yml").symlink_to(target)
-    yield str(target)
+    return str(target)
 
 
-@pytest.mark.parametrize("name", ["../x.yml", "ABSOLUTE", "link-deploy.yml", "missing.yml", "."])
+@pytest.mark.parametrize("name", ["../x.yml", "{outside}", "link-deploy.yml", "missing.yml", "."])
 def test_playbook_outside_the_dir_is_refused(run: Run, outside: str, out_dir: Path, name: str) -> None:
-    err = run.fails(outside if name == "ABSOLUTE" else name)
+    err = run.fails(name.format(outside=outside))
 
     assert err.type == "PlaybookError"
     assert err.non_retryable
@@ -164,10 +152,10 @@ class Cancelled:
 
     def __init__(self) -> None:
         self.began = time.time()  # only to pick out this test's processes, never asserted on
-        self.error: BaseException | None = None
+        self.error: Exception | None = None
         self.tree: list[psutil.Process] = []  # ansible-playbook and everything under it
 
-    async def run(self, run: Run) -> None:
+    async def start_and_cancel(self, run: Run) -> None:
         me = psutil.Process()
         running = asyncio.create_task(asyncio.to_thread(run, "slow-restart.yml"))
 
@@ -186,17 +174,17 @@ class Cancelled:
         run.env.cancel()
         try:
             await running
-        except BaseException as err:  # kept for the test to assert on
+        except Exception as err:  # kept for the test to assert on
             self.error = err
 
     def leftovers(self) -> list[psutil.Process]:
         """Live processes of this run: its tree, and any `sleep 600` started since in its sessions."""
-        sessions = {os.getsid(p.pid) for p in self.tree if alive(p)} | {p.pid for p in self.tree}
+        sessions = {p.pid for p in self.tree}  # ansible-playbook and its workers each setsid()
         late = []
         for proc in psutil.process_iter(["create_time"]):
-            if proc.info["create_time"] >= self.began - 1 and cmdline(proc) == ["sleep", "600"] and alive(proc):
+            if (proc.info["create_time"] or 0) >= self.began - 1 and cmdline(proc) == ["sleep", "600"]:
                 try:
-                    if os.getsid(proc.pid) in sessions:
+                    if os.getsid(proc.pid) in sessions and alive(proc):
                         late.append(proc)
                 except OSError:
                     pass
@@ -211,7 +199,7 @@ class Cancelled:
 async def cancelled(run: Run) -> AsyncIterator[Cancelled]:
     outcome = Cancelled()
     try:
-        await outcome.run(run)
+        await outcome.start_and_cancel(run)
         yield outcome
     finally:
         outcome.kill_leftovers()
@@ -223,12 +211,6 @@ async def test_cancel_raises_cancelled_error(cancelled: Cancelled) -> None:
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.xfail(
-    strict=True,
-    reason="activities/playbooks.py: run_playbook lacks no_thread_cancel_exception=True, so the "
-    "SDK's CancelledError unwinds ansible-runner without killing anything; and ansible-runner's "
-    "SIGKILL of ansible-playbook's process group misses Ansible's setsid() workers and their tasks",
-)
 async def test_cancel_leaves_no_ansible_process_behind(cancelled: Cancelled) -> None:
     async def nothing_left() -> None:
         assert cancelled.leftovers() == []

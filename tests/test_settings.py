@@ -105,7 +105,7 @@ def test_approval_timeout_forms(raw: str, seconds: float) -> None:
     assert from_env(SIGNOFF_APPROVAL_TIMEOUT=raw).policy.timeout_seconds == seconds
 
 
-@pytest.mark.parametrize("raw", ["0", "0s", "-5m", "15 minutes", "1w", "h", "nan", "1e3", "24h30m"])
+@pytest.mark.parametrize("raw", ["0", "0s", "-5m", "15 minutes", "1w", "h", "nan", "1e3", "24h30m", "1000000000d", "9" * 400])
 def test_bad_approval_timeout_names_the_variable(raw: str) -> None:
     with pytest.raises(ConfigError) as caught:
         from_env(SIGNOFF_APPROVAL_TIMEOUT=raw)
@@ -114,7 +114,7 @@ def test_bad_approval_timeout_names_the_variable(raw: str) -> None:
     assert repr(raw) in str(caught.value)
 
 
-@pytest.mark.parametrize("raw", ["0", "x", "-1", "1.5", "two"])
+@pytest.mark.parametrize("raw", ["0", "x", "-1", "1.5", "two", "²"])
 def test_bad_required_approvals_names_the_variable(raw: str) -> None:
     with pytest.raises(ConfigError, match="SIGNOFF_REQUIRED_APPROVALS"):
         from_env(SIGNOFF_REQUIRED_APPROVALS=raw)

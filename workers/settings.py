@@ -29,7 +29,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        data_dir = Path(env.get("SIGNOFF_DATA_DIR") or default_data_dir()).expanduser()
+        data_dir = Path(env.get("SIGNOFF_DATA_DIR") or default_data_dir(env)).expanduser()
         return cls(
             task_queue=env.get("SIGNOFF_TASK_QUEUE") or TASK_QUEUE,
             data_dir=data_dir,
@@ -53,8 +53,8 @@ class Settings:
         return self.database_url
 
 
-def default_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "signoff"
 
 
@@ -65,16 +65,20 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 def parse_duration(value: str, name: str) -> timedelta:
     """'90s', '15m', '24h', '7d' or plain seconds."""
     found = _DURATION.match(value.lower())
+    problem = f"{name}={value!r}: expected a duration such as 90s, 15m, 24h or 7d"
     if not found or float(found.group(1)) <= 0:
-        raise ConfigError(f"{name}={value!r}: expected a duration such as 90s, 15m, 24h or 7d")
-    return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
+        raise ConfigError(problem)
+    try:
+        return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
+    except OverflowError:
+        raise ConfigError(f"{problem}, not more than {timedelta.max.days} days") from None
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if not raw:
         return default
-    if not raw.strip().isdigit() or int(raw) < 1:
+    if not re.fullmatch(r"[0-9]+", raw.strip()) or int(raw) < 1:
         raise ConfigError(f"{name}={raw!r}: expected a whole number of at least 1")
     return int(raw)
 

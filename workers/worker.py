@@ -18,7 +18,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.audit_db import AuditDbActivities
-from activities.audit_git import AuditGitActivities
+from activities.audit_git import AuditGitActivities, init_repo
 from activities.catalog import PlanningActivities
 from activities.db import make_engine, migrate
 from activities.playbooks import PlaybookActivities
@@ -29,6 +29,9 @@ log = logging.getLogger("signoff.worker")
 
 # Playbooks are mostly waiting on ansible-playbook; a few at once per worker keeps 2 cores busy.
 MAX_CONCURRENT_ACTIVITIES = 8
+# On SIGTERM / Ctrl-C a running playbook may finish for this long before it is stopped (and
+# then retried on another worker once its heartbeat times out).
+SHUTDOWN_GRACE = timedelta(seconds=60)
 DEFAULT_ADDRESS = "localhost:7233"
 
 
@@ -85,16 +88,19 @@ def build_worker(client: Client, settings: Settings, engine: Engine, executor: T
         # Heartbeats carry live playbook progress: send the latest at most a second late
         # instead of the default 80% of the heartbeat timeout.
         max_heartbeat_throttle_interval=timedelta(seconds=1),
+        graceful_shutdown_timeout=SHUTDOWN_GRACE,
     )
 
 
 @asynccontextmanager
 async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
-    """A started worker with its engine and thread pool; all closed on exit."""
+    """A started worker with its engine and thread pool; all closed on exit. Migrates the
+    database and creates the audit repository first, where they are not there yet."""
     engine = make_engine(settings.require_database_url())
     executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_ACTIVITIES, thread_name_prefix="signoff-activity")
     try:
         await asyncio.to_thread(migrate, engine)
+        await asyncio.to_thread(init_repo, settings.audit_repo)
         worker = build_worker(client, settings, engine, executor)
         async with worker:
             yield worker
