@@ -64,6 +64,8 @@ async def test_errors_are_one_line_and_exit_nonzero(env: WorkflowEnvironment, se
     assert code == 1 and "expected KEY=VALUE" in err
     code, _, err = await signoff({**cli_env, "SIGNOFF_APPROVAL_TIMEOUT": "soon"}, "submit", "Deploy hello", "--as", "a")
     assert code == 1 and "SIGNOFF_APPROVAL_TIMEOUT='soon'" in err
+    code, _, err = await signoff({**cli_env, "SIGNOFF_DATABASE_URL": ""}, "worker")
+    assert code == 1 and "SIGNOFF_DATABASE_URL is not set" in err and "Traceback" not in err
     code, _, err = await signoff(cli_env, "status", "cr-does-not-exist")
     assert code == 1 and "Temporal refused" in err and "Traceback" not in err
     code, _, err = await signoff({**cli_env, "TEMPORAL_ADDRESS": "127.0.0.1:1"}, "approve", "cr-x", "--as", "bob")

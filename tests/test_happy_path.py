@@ -22,6 +22,7 @@ async def test_approved_request_runs_playbooks_and_is_audited(
             env, settings, "Deploy hello and configure hello", vars={"greeting": "signoff"}
         )
         status = await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+        assert status.request.vars == {"greeting": "(hidden)"}, "the query never shows var values"
         assert [s.playbook for s in status.plan.steps] == ["hello-deploy.yml", "hello-configure.yml"]
         assert not (out_dir / "hello.txt").exists(), "nothing runs before approval"
 

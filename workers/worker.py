@@ -110,6 +110,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
 
 
 async def run_worker(settings: Settings, address: str | None = None) -> None:
+    settings.require_database_url()
     client = await connect(address)
     await ensure_search_attributes(client)
     async with running_worker(client, settings):

@@ -8,6 +8,7 @@ argument retries the workflow task forever and a bad signal payload is silently 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 from temporalio.workflow import ActivityCancellationType
 
 from workflows.types import (
+    HIDDEN,
     WORKFLOW_TYPE,
     ApproveInput,
     AuditRecord,
@@ -89,7 +91,8 @@ class ChangeRequestWorkflow:
     @workflow.run
     async def run(self, raw: RawValue = None) -> ChangeRequestResult:  # type: ignore[assignment]
         request = self._decode_input(raw)
-        self._status.request = request
+        # The status query is read by the CLI, the Web UI and scripts: var values stay out of it.
+        self._status.request = dataclasses.replace(request, vars={k: HIDDEN for k in request.vars})
         workflow.upsert_search_attributes(
             [REQUESTER_ATTR.value_set(request.requester), PHASE_ATTR.value_set(Phase.PLANNING)]
         )

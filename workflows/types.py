@@ -17,6 +17,7 @@ from typing import Any
 
 TASK_QUEUE = "signoff"
 WORKFLOW_TYPE = "ChangeRequestWorkflow"
+HIDDEN = "(hidden)"  # what the status query shows for an extra var's value
 
 
 class Phase(enum.StrEnum):
