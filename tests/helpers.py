@@ -17,6 +17,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from workers.devstack import temporal_binary
 from workers.settings import Settings
 from workflows.change_request import ChangeRequestWorkflow
 from workflows.types import ChangeRequestInput, ChangeRequestStatus, Phase
@@ -79,6 +80,18 @@ async def wait_for_phase(handle: WorkflowHandle[Any, Any], phase: Phase, timeout
         return status
 
     return await assert_eventually(check, timeout=timeout)
+
+
+async def run_temporal(address: str, *args: str, check: bool = True) -> tuple[int, str, str]:
+    """Run the real `temporal` binary against `address`; with `check`, fail on a non-zero exit."""
+    proc = await asyncio.create_subprocess_exec(
+        str(temporal_binary()), *args, "--address", address,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    code = proc.returncode or 0
+    assert not check or code == 0, f"temporal {' '.join(args)} exited {code}: {err.decode()}"
+    return code, out.decode(), err.decode()
 
 
 def db_rows(database_url: str, sql: str, **params: Any) -> list[dict[str, Any]]:

@@ -13,8 +13,8 @@ from pathlib import Path
 import git
 import psutil
 
-from tests.helpers import assert_eventually
-from workers.devstack import free_port, temporal_binary
+from tests.helpers import assert_eventually, run_temporal
+from workers.devstack import free_port
 
 SIGNOFF = str(Path(sys.executable).parent / "signoff")
 
@@ -40,12 +40,7 @@ async def test_dev_stack_runs_a_request_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
         postgres_pid = int((tmp_path / "postgres" / "postmaster.pid").read_text().split()[0])
 
         async def temporal(*args: str) -> str:
-            proc = await asyncio.create_subprocess_exec(
-                str(temporal_binary()), *args, "--address", address, stdout=asyncio.subprocess.PIPE
-            )
-            out, _ = await proc.communicate()
-            assert proc.returncode == 0, f"temporal {args} failed"
-            return out.decode()
+            return (await run_temporal(address, *args))[1]
 
         request = {"request": "Restart nginx", "requester": "alice"}
         await temporal("workflow", "start", "--type", "ChangeRequestWorkflow", "--task-queue", "signoff",

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from tests.helpers import wait_for_phase
-from workers.devstack import temporal_binary
+from tests.helpers import run_temporal, wait_for_phase
 from workers.settings import Settings
 from workers.worker import running_worker
 from workflows.types import Phase
 
 
 async def temporal(env: WorkflowEnvironment, *args: str) -> str:
-    """Run the real `temporal` binary against the test server; fail loudly on non-zero exit."""
-    address = env.client.service_client.config.target_host
-    proc = await asyncio.create_subprocess_exec(
-        str(temporal_binary()), *args, "--address", address,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, f"temporal {' '.join(args)} exited {proc.returncode}: {err.decode()}"
-    return out.decode()
+    return (await run_temporal(env.client.service_client.config.target_host, *args))[1]
 
 
 async def test_temporal_cli_start_signal_result(env: WorkflowEnvironment, settings: Settings, out_dir: Path) -> None:
@@ -63,14 +53,12 @@ async def test_temporal_cli_update_refusal_and_search_attributes(env: WorkflowEn
             "--workflow-id", wf_id, "--input", '{"request": "Configure hello", "requester": "alice"}',
         )
         await wait_for_phase(env.client.get_workflow_handle(wf_id), Phase.AWAITING_APPROVAL)
-        address = env.client.service_client.config.target_host
-        proc = await asyncio.create_subprocess_exec(
-            str(temporal_binary()), "workflow", "update", "execute", "--address", address, "--workflow-id", wf_id,
-            "--name", "approve", "--input", '{"approver": "alice"}',
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        code, _, err = await run_temporal(
+            env.client.service_client.config.target_host,
+            "workflow", "update", "execute", "--workflow-id", wf_id, "--name", "approve", "--input", '{"approver": "alice"}',
+            check=False,
         )
-        _, err = await proc.communicate()
-        assert proc.returncode != 0 and "four eyes" in err.decode()
+        assert code != 0 and "four eyes" in err
 
         listed = await temporal(
             env, "workflow", "list", "--query",

@@ -59,13 +59,11 @@ SEARCH_ATTRIBUTES = (PHASE_ATTR, REQUESTER_ATTR, SERVICES_ATTR)
 
 # Bounded everywhere: an outage of PostgreSQL or git fails the workflow after ~30 s of
 # retries instead of sitting in a retry loop nobody sees.
-_BOOKKEEPING = dict(
-    start_to_close_timeout=timedelta(seconds=60),
-    retry_policy=RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        maximum_attempts=6,
-        non_retryable_error_types=[ErrorType.INVALID_INPUT],
-    ),
+_BOOKKEEPING_TIMEOUT = timedelta(seconds=60)
+_BOOKKEEPING_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_attempts=6,
+    non_retryable_error_types=[ErrorType.INVALID_INPUT],
 )
 _PLAYBOOK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
@@ -120,7 +118,8 @@ class ChangeRequestWorkflow:
         plan = await workflow.execute_activity_method(
             PlanningActivities.plan_change,
             PlanInput(request=request.request, inventory=request.inventory, vars=request.vars),
-            **_BOOKKEEPING,
+            start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
+            retry_policy=_BOOKKEEPING_RETRY,
         )
         self._status.plan = plan
         self._status.steps = [StepStatus(index=i, playbook=s.playbook) for i, s in enumerate(plan.steps, 1)]
@@ -227,14 +226,18 @@ class ChangeRequestWorkflow:
     async def _record(self) -> None:
         tasks, self._unrecorded_tasks = self._unrecorded_tasks, []
         await workflow.execute_activity_method(
-            AuditDbActivities.record, AuditRecord(status=self._status, tasks=tasks), **_BOOKKEEPING
+            AuditDbActivities.record,
+            AuditRecord(status=self._status, tasks=tasks),
+            start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
+            retry_policy=_BOOKKEEPING_RETRY,
         )
 
     async def _audit(self) -> None:
         commit = await workflow.execute_activity_method(
             AuditGitActivities.commit_audit,
             AuditRecord(status=self._status, tasks=self._tasks),
-            **_BOOKKEEPING,
+            start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
+            retry_policy=_BOOKKEEPING_RETRY,
         )
         self._status.audit_commit = commit.sha
         await self._record()
@@ -280,7 +283,7 @@ class ChangeRequestWorkflow:
             await self._decide(verdict, raw)
         except _Refused as refusal:
             self._refuse(verdict, refusal)
-            raise ApplicationError(refusal.reason, type=ErrorType.DECISION_REFUSED, non_retryable=True)
+            raise ApplicationError(refusal.reason, type=ErrorType.DECISION_REFUSED, non_retryable=True) from None
         return self._status
 
     def _validate(self, verdict: Verdict, raw: RawValue) -> None:
@@ -290,7 +293,7 @@ class ChangeRequestWorkflow:
             if self._status.phase != Phase.PLANNING:
                 self._authorize(decision)
         except _Refused as refusal:
-            raise ApplicationError(refusal.reason, type=ErrorType.DECISION_REFUSED, non_retryable=True)
+            raise ApplicationError(refusal.reason, type=ErrorType.DECISION_REFUSED, non_retryable=True) from None
 
     async def _decide(self, verdict: Verdict, raw: RawValue) -> None:
         decision = self._parse_decision(verdict, raw)
