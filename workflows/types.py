@@ -31,10 +31,6 @@ class Phase(enum.StrEnum):
     EXPIRED = "expired"
     CANCELLED = "cancelled"
 
-    @property
-    def is_final(self) -> bool:
-        return self not in (Phase.PLANNING, Phase.AWAITING_APPROVAL, Phase.EXECUTING)
-
 
 class Risk(enum.StrEnum):
     LOW = "low"
