@@ -17,7 +17,7 @@ from rich.console import Console
 from workers import ops, render
 from workers.devstack import dev_stack, embedded_database_url, free_port
 from workers.settings import ConfigError, Settings
-from workers.worker import DEFAULT_ADDRESS, ensure_search_attributes, run_worker, running_worker
+from workers.worker import DEFAULT_ADDRESS, run_worker, running_worker
 from workers.worker import connect as _connect
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -34,6 +34,7 @@ errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DEMO_REQUEST = "Deploy Kuma Uptime to homelab and add our existing portals to the config"
 
+RequestId = Annotated[str, typer.Argument(help="The change request id.")]
 As = Annotated[str, typer.Option("--as", help="Who you are (recorded in the audit).")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -107,9 +108,7 @@ def submit(
         if json:
             console.print_json(render.as_json(status))
         else:
-            console.print(render.headline(status))
-            for line in render.plan_lines(status):
-                console.print(line)
+            render.print_plan(console, status)
         return 1 if status.phase == Phase.FAILED else 0
 
     _run(main())
@@ -117,7 +116,7 @@ def submit(
 
 @app.command()
 def approve(
-    request_id: Annotated[str, typer.Argument(help="The change request id.")],
+    request_id: RequestId,
     as_: As,
     comment: Annotated[str | None, typer.Option(help="Why you approve.")] = None,
 ) -> None:
@@ -127,7 +126,7 @@ def approve(
 
 @app.command()
 def reject(
-    request_id: Annotated[str, typer.Argument(help="The change request id.")],
+    request_id: RequestId,
     as_: As,
     reason: Annotated[str | None, typer.Option(help="Why you reject.")] = None,
 ) -> None:
@@ -138,14 +137,13 @@ def reject(
 def _decide(request_id: str, decision: ApproveInput | RejectInput) -> None:
     async def main() -> None:
         status = await ops.decide(await connect(), request_id, decision)
-        verdict = "approved" if isinstance(decision, ApproveInput) else "rejected"
-        console.print(render.decided(request_id, decision.approver, verdict, status))
+        console.print(render.decided(request_id, decision, status))
 
     _run(main())
 
 
 @app.command()
-def status(request_id: Annotated[str, typer.Argument(help="The change request id.")], json: Json = False) -> None:
+def status(request_id: RequestId, json: Json = False) -> None:
     """Show a change request: phase, plan, decisions, steps and audit commit."""
 
     async def main() -> None:
@@ -159,7 +157,7 @@ def status(request_id: Annotated[str, typer.Argument(help="The change request id
 
 
 @app.command()
-def watch(request_id: Annotated[str, typer.Argument(help="The change request id.")]) -> None:
+def watch(request_id: RequestId) -> None:
     """Follow a change request live until it ends: play, task, host, ok/changed/failed."""
 
     async def main() -> int:
@@ -171,7 +169,7 @@ def watch(request_id: Annotated[str, typer.Argument(help="The change request id.
 
 
 @app.command()
-def audit(request_id: Annotated[str, typer.Argument(help="The change request id.")]) -> None:
+def audit(request_id: RequestId) -> None:
     """Print the audit trail: PostgreSQL rows and the git commit."""
 
     async def main() -> None:
@@ -237,7 +235,6 @@ def demo(
         console.print(f"starting an embedded stack in {data_dir} ...")
         async with dev_stack(env, address=f"127.0.0.1:{free_port()}", ui_port=None) as stack:
             client = await connect(stack.address)
-            await ensure_search_attributes(client)
             async with running_worker(client, stack.settings):
                 final = await _demo_story(client, stack.settings)
             for line in ops.audit_report(
@@ -256,12 +253,10 @@ async def _demo_story(client: Client, settings: Settings) -> ChangeRequestStatus
     request_id = ops.new_request_id()
     console.print(f'\n$ signoff submit "{DEMO_REQUEST}" --as alice')
     planned = await ops.submit(client, settings.task_queue, ChangeRequestInput(DEMO_REQUEST, "alice"), request_id)
-    console.print(render.headline(planned))
-    for line in render.plan_lines(planned):
-        console.print(line)
+    render.print_plan(console, planned)
     console.print(f'\n$ signoff approve {request_id} --as bob --comment "go"')
-    approved = await ops.decide(client, request_id, ApproveInput(approver="bob", comment="go"))
-    console.print(render.decided(request_id, "bob", "approved", approved))
+    approval = ApproveInput(approver="bob", comment="go")
+    console.print(render.decided(request_id, approval, await ops.decide(client, request_id, approval)))
     console.print(f"\n$ signoff watch {request_id}")
     final = await ops.watch(client, request_id, console.print)
     render.print_status(console, final)

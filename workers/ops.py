@@ -10,14 +10,15 @@ import asyncio
 import json
 import secrets
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import git
 from sqlalchemy import create_engine, text
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from workers.render import progress_line
+from workers.render import progress_line, step_line
 from workflows.change_request import ChangeRequestWorkflow
 from workflows.types import (
     ApproveInput,
@@ -45,28 +46,22 @@ async def submit(
     handle = await client.start_workflow(
         ChangeRequestWorkflow.run, request, id=workflow_id, task_queue=task_queue  # type: ignore[arg-type]
     )
-    return await wait_until(handle, lambda s: s.phase != Phase.PLANNING, planning_timeout, task_queue)
-
-
-async def wait_until(
-    handle: WorkflowHandle[Any, Any],
-    done: Callable[[ChangeRequestStatus], bool],
-    timeout: float,
-    task_queue: str = "",
-) -> ChangeRequestStatus:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + planning_timeout
     while True:
         try:
-            status = await asyncio.wait_for(handle.query(ChangeRequestWorkflow.status), timeout=max(1.0, deadline - loop.time()))
+            status = await asyncio.wait_for(
+                handle.query(ChangeRequestWorkflow.status), timeout=max(1.0, deadline - loop.time())
+            )
         except TimeoutError:
             raise OperationError(
-                f"{handle.id} did not answer within {timeout:.0f}s: is a signoff worker polling task queue {task_queue!r}?"
+                f"{workflow_id} did not answer within {planning_timeout:.0f}s: "
+                f"is a signoff worker polling task queue {task_queue!r}?"
             ) from None
-        if done(status):
+        if status.phase != Phase.PLANNING:
             return status
         if loop.time() > deadline:
-            raise OperationError(f"{handle.id} is still {status.phase} after {timeout:.0f}s")
+            raise OperationError(f"{workflow_id} is still {status.phase} after {planning_timeout:.0f}s")
         await asyncio.sleep(0.2)
 
 
@@ -87,9 +82,8 @@ async def status_of(client: Client, workflow_id: str) -> ChangeRequestStatus:
     return await client.get_workflow_handle(workflow_id).query(ChangeRequestWorkflow.status)
 
 
-async def playbook_progress(client: Client, handle: WorkflowHandle[Any, Any]) -> PlaybookProgress | None:
+async def playbook_progress(client: Client, description: WorkflowExecutionDescription) -> PlaybookProgress | None:
     """The running playbook's last heartbeat, as the Web UI shows it."""
-    description = await handle.describe()
     for pending in description.raw_description.pending_activities:
         if pending.activity_type.name == "run_playbook" and pending.heartbeat_details.payloads:
             [progress] = await client.data_converter.decode(
@@ -106,6 +100,7 @@ async def watch(client: Client, workflow_id: str, emit: Callable[[str], None], p
     last_progress = ""
     reported: set[int] = set()
     while True:
+        description = await handle.describe()
         status = await handle.query(ChangeRequestWorkflow.status)
         if status.phase != last_phase:
             emit(f"phase: {status.phase}")
@@ -113,21 +108,20 @@ async def watch(client: Client, workflow_id: str, emit: Callable[[str], None], p
         total = len(status.steps)
         for step in status.steps:
             if step.state == StepState.RUNNING:
-                progress = await playbook_progress(client, handle)
+                progress = await playbook_progress(client, description)
                 line = progress_line(step.index, total, step.playbook, progress) if progress and progress.play else ""
                 if line and line != last_progress:
                     emit(line)
                     last_progress = line
-            elif step.state not in (StepState.PENDING,) and step.index not in reported:
+            elif step.state != StepState.PENDING and step.index not in reported:
                 reported.add(step.index)
-                detail = f"ok={step.ok} changed={step.changed} failed={step.failed}"
-                emit(f"  step {step.index}/{total} {step.playbook}: {step.state}  {detail}" + (f"  {step.error}" if step.error else ""))
-        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
-            return await handle.query(ChangeRequestWorkflow.status)
+                emit(step_line(step, total))
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            return status
         await asyncio.sleep(poll)
 
 
-def audit_report(database_url: str | None, audit_repo: Any, workflow_id: str, commit: str | None) -> list[str]:
+def audit_report(database_url: str | None, audit_repo: Path, workflow_id: str, commit: str | None) -> list[str]:
     """The audit trail of one change request: its PostgreSQL rows and its git commit."""
     lines: list[str] = []
     if database_url:
@@ -135,7 +129,7 @@ def audit_report(database_url: str | None, audit_repo: Any, workflow_id: str, co
         try:
             with engine.connect() as conn:
                 row = conn.execute(
-                    text("SELECT phase, requester, risk, audit_commit, updated_at FROM change_requests WHERE id = :id"),
+                    text("SELECT phase, requester, risk, audit_commit FROM change_requests WHERE id = :id"),
                     {"id": workflow_id},
                 ).mappings().first()
                 if row is None:

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from workflows.types import ChangeRequestStatus, Phase, PlaybookProgress
+from workflows.types import ApproveInput, ChangeRequestStatus, Phase, PlaybookProgress, RejectInput, StepStatus
 
 
 def as_json(value: Any) -> str:
@@ -43,11 +43,24 @@ def plan_lines(status: ChangeRequestStatus) -> list[str]:
     ]
 
 
-def decided(request_id: str, who: str, verdict: str, status: ChangeRequestStatus) -> str:
-    line = f"{request_id}  {verdict} by {who}"
-    if status.plan is not None and status.rejection is None:
+def print_plan(console: Console, status: ChangeRequestStatus) -> None:
+    console.print(headline(status))
+    for line in plan_lines(status):
+        console.print(line)
+
+
+def decided(request_id: str, decision: ApproveInput | RejectInput, status: ChangeRequestStatus) -> str:
+    if isinstance(decision, RejectInput):
+        return f"{request_id}  rejected by {decision.approver}"
+    line = f"{request_id}  approved by {decision.approver}"
+    if status.plan is not None:
         line += f" ({len(status.approvals)} of {status.plan.policy.required_approvals} approvals)"
     return line
+
+
+def step_line(step: StepStatus, total: int) -> str:
+    line = f"  step {step.index}/{total} {step.playbook}: {step.state}  ok={step.ok} changed={step.changed} failed={step.failed}"
+    return f"{line}  {step.error}" if step.error else line
 
 
 def status_table(status: ChangeRequestStatus) -> Table:

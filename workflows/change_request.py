@@ -60,11 +60,7 @@ SEARCH_ATTRIBUTES = (PHASE_ATTR, REQUESTER_ATTR, SERVICES_ATTR)
 # Bounded everywhere: an outage of PostgreSQL or git fails the workflow after ~30 s of
 # retries instead of sitting in a retry loop nobody sees.
 _BOOKKEEPING_TIMEOUT = timedelta(seconds=60)
-_BOOKKEEPING_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_attempts=6,
-    non_retryable_error_types=[ErrorType.INVALID_INPUT],
-)
+_BOOKKEEPING_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=6)
 _PLAYBOOK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
     maximum_attempts=3,
