@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import git
+import psutil
 from sqlalchemy import create_engine, text
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -92,6 +93,25 @@ async def run_temporal(address: str, *args: str, check: bool = True) -> tuple[in
     code = proc.returncode or 0
     assert not check or code == 0, f"temporal {' '.join(args)} exited {code}: {err.decode()}"
     return code, out.decode(), err.decode()
+
+
+def processes_of(workflow_id: str) -> list[psutil.Process]:
+    """Live processes of a change request's Ansible runs: each carries SIGNOFF_WORKFLOW_ID."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("SIGNOFF_WORKFLOW_ID") == workflow_id and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:  # exited, or not ours to read
+            continue
+    return found
+
+
+def cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
 
 
 def db_rows(database_url: str, sql: str, **params: Any) -> list[dict[str, Any]]:

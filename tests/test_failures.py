@@ -11,7 +11,16 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 
-from tests.helpers import assert_eventually, committed_json, db_rows, replay_and_keep, start_request, wait_for_phase
+from tests.helpers import (
+    assert_eventually,
+    cmdline,
+    committed_json,
+    db_rows,
+    processes_of,
+    replay_and_keep,
+    start_request,
+    wait_for_phase,
+)
 from workers.settings import Settings
 from workers.worker import running_worker
 from workflows.change_request import ChangeRequestWorkflow
@@ -60,15 +69,7 @@ async def test_dry_run_plans_and_runs_nothing(env: WorkflowEnvironment, settings
 
 
 def _sleepers(workflow_id: str) -> list[psutil.Process]:
-    """This change request's `sleep 600`, found by the SIGNOFF_WORKFLOW_ID every run carries."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if proc.info["cmdline"] == ["sleep", "600"] and proc.environ().get("SIGNOFF_WORKFLOW_ID") == workflow_id:
-                found.append(proc)
-        except psutil.Error:  # exited or not ours to read
-            continue
-    return found
+    return [p for p in processes_of(workflow_id) if cmdline(p) == ["sleep", "600"]]
 
 
 async def test_cancel_kills_the_running_playbook_and_is_audited(env: WorkflowEnvironment, settings: Settings) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 
 from activities.playbooks import CENSORED, PlaybookActivities
-from tests.helpers import assert_eventually
+from tests.helpers import assert_eventually, cmdline, processes_of
 from workers.settings import Settings
 from workflows.types import PlaybookProgress, PlaybookResult, RunPlaybookInput
 
@@ -32,8 +32,8 @@ class Run:
         self.env = ActivityEnvironment()
         self.env.on_heartbeat = lambda *details: self.heartbeats.extend(details)
 
-    def __call__(self, playbook: str, **vars: Any) -> PlaybookResult:
-        inp = RunPlaybookInput(workflow_id="wf-test", step=1, playbook=playbook, vars=vars)
+    def __call__(self, playbook: str, workflow_id: str = "wf-test", **vars: Any) -> PlaybookResult:
+        inp = RunPlaybookInput(workflow_id=workflow_id, step=1, playbook=playbook, vars=vars)
         return self.env.run(self.activities.run_playbook, inp)
 
     def fails(self, playbook: str, **vars: Any) -> ApplicationError:
@@ -132,42 +132,20 @@ def test_no_log_secret_stays_out_of_result_and_heartbeats(run: Run) -> None:
 # --- cancellation ---------------------------------------------------------------------------
 
 
-def alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def cmdline(proc: psutil.Process) -> list[str]:
-    try:
-        return proc.cmdline()
-    except psutil.Error:
-        return []
-
-
 class Cancelled:
     """slow-restart.yml started in a thread, cancelled once `sleep 600` runs under it."""
 
     def __init__(self) -> None:
-        self.began = time.time()  # only to pick out this test's processes, never asserted on
+        self.workflow_id = f"wf-cancel-{uuid.uuid4().hex[:8]}"  # marks every process of this run
         self.error: Exception | None = None
-        self.tree: list[psutil.Process] = []  # ansible-playbook and everything under it
 
     async def start_and_cancel(self, run: Run) -> None:
-        me = psutil.Process()
-        running = asyncio.create_task(asyncio.to_thread(run, "slow-restart.yml"))
+        running = asyncio.create_task(asyncio.to_thread(run, "slow-restart.yml", self.workflow_id))
 
         async def sleep_is_running() -> None:
             assert not running.done(), "the playbook ended before it could be cancelled"
             assert any(h.task == "Take a long time" for h in run.heartbeats)
-            self.tree = [
-                proc
-                for child in me.children()
-                if any("ansible-playbook" in part for part in cmdline(child))
-                for proc in (child, *child.children(recursive=True))
-            ]
-            assert ["sleep", "600"] in [cmdline(p) for p in self.tree]
+            assert ["sleep", "600"] in [cmdline(p) for p in self.leftovers()]
 
         await assert_eventually(sleep_is_running, timeout=60)
         run.env.cancel()
@@ -177,17 +155,8 @@ class Cancelled:
             self.error = err
 
     def leftovers(self) -> list[psutil.Process]:
-        """Live processes of this run: its tree, and any `sleep 600` started since in its sessions."""
-        sessions = {p.pid for p in self.tree}  # ansible-playbook and its workers each setsid()
-        late = []
-        for proc in psutil.process_iter(["create_time"]):
-            if (proc.info["create_time"] or 0) >= self.began - 1 and cmdline(proc) == ["sleep", "600"]:
-                try:
-                    if os.getsid(proc.pid) in sessions and alive(proc):
-                        late.append(proc)
-                except OSError:
-                    pass
-        return [p for p in self.tree if alive(p)] + [p for p in late if p not in self.tree]
+        """Live processes of this run: ansible-playbook, its (setsid) workers and their tasks."""
+        return processes_of(self.workflow_id)
 
     def kill_leftovers(self) -> None:
         for proc in self.leftovers():  # only processes this test started, by their pid
