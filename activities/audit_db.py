@@ -30,8 +30,9 @@ class AuditDbActivities:
             "id": status.workflow_id,
             "request": status.request.request,
             "requester": status.request.requester,
+            "requester_raw": status.requester_raw,
             "inventory": status.request.inventory,
-            "var_names": doc["request"]["vars"],
+            "var_names": sorted(status.request.vars),
             "dry_run": status.request.dry_run,
             "phase": str(status.phase),
             "risk": str(status.plan.risk) if status.plan else None,
@@ -46,6 +47,7 @@ class AuditDbActivities:
                 "who": d.who,
                 "verdict": str(d.verdict),
                 "note": d.note,
+                "raw": d.raw,
                 "decided_at": d.at,
             }
             for d in [*status.approvals, *([status.rejection] if status.rejection else [])]

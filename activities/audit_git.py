@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -21,15 +22,22 @@ import git
 from temporalio import activity
 
 from activities.records import public_status
-from workflows.types import AuditCommitResult, AuditRecord
+from workflows.types import AuditCommitResult, AuditRecord, ChangeRequestStatus
 
 AUTHOR = git.Actor("signoff", "signoff@localhost")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_PLAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$")
+_PREFIX_CHARS = 60
 
 
 def safe_name(name: str) -> str:
-    """A workflow or task id as a file name: ids may hold '/' or spaces."""
-    return _UNSAFE.sub("_", name)
+    """A workflow or task id as a file name. Ids may be up to 1,000 characters of anything
+    (slashes, spaces, `..`, any script): a plain short id is used as it is; any other becomes a
+    readable prefix and a hash of the whole id, so it is bounded, unique and stays in .audit/."""
+    if _PLAIN.match(name):
+        return name
+    prefix = _UNSAFE.sub("_", name)[:_PREFIX_CHARS].lstrip("._-")
+    return f"{prefix}-{hashlib.sha256(name.encode()).hexdigest()[:16]}"
 
 
 def init_repo(path: Path) -> git.Repo:
@@ -57,21 +65,43 @@ class AuditGitActivities:
             files[f".audit/tasks/{safe_name(task.task_id)}.json"] = dataclasses.asdict(task)
         with _locked(self._path):
             repo = git.Repo(self._path)
-            for rel, doc in files.items():
-                target = self._path / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
-            repo.index.add(list(files))
-            request_file = next(iter(files))
-            if repo.head.is_valid() and not repo.index.diff("HEAD"):
-                last = next(repo.iter_commits(paths=request_file, max_count=1))
-                return AuditCommitResult(sha=last.hexsha, files=sorted(files))
-            request = status.request.request if status.request else ""
-            message = f"{status.workflow_id}: {status.phase}\n\n{request}\n"
-            if status.error:
-                message += f"\n{status.error}\n"
-            commit = repo.index.commit(message, author=AUTHOR, committer=AUTHOR)
-            return AuditCommitResult(sha=commit.hexsha, files=sorted(files))
+            try:
+                return self._commit(repo, status, files)
+            except BaseException:
+                _restore(repo, list(files))
+                raise
+            finally:
+                repo.close()
+
+    def _commit(self, repo: git.Repo, status: ChangeRequestStatus, files: dict[str, Any]) -> AuditCommitResult:
+        for rel, doc in files.items():
+            target = self._path / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+        repo.index.add(list(files))
+        request_file = next(iter(files))
+        if repo.head.is_valid() and not repo.index.diff("HEAD"):
+            last = next(repo.iter_commits(paths=request_file, max_count=1))
+            return AuditCommitResult(sha=last.hexsha, files=sorted(files))
+        request = status.request.request if status.request else ""
+        message = f"{status.workflow_id}: {status.phase}\n\n{request}\n"
+        if status.error:
+            message += f"\n{status.error}\n"
+        commit = repo.index.commit(message, author=AUTHOR, committer=AUTHOR)
+        return AuditCommitResult(sha=commit.hexsha, files=sorted(files))
+
+
+def _restore(repo: git.Repo, paths: list[str]) -> None:
+    """Undo a commit attempt that failed half-way: unstage, and put every file back as HEAD
+    has it (or remove it), so no untracked or modified file is left for the next commit."""
+    tracked = {entry.path for entry in repo.head.commit.tree.traverse()} if repo.head.is_valid() else set()
+    if repo.head.is_valid():
+        repo.git.reset("-q", "HEAD", "--", *paths)
+    for rel in paths:
+        if rel in tracked:
+            repo.git.checkout("HEAD", "--", rel)
+        else:
+            (Path(repo.working_tree_dir or ".") / rel).unlink(missing_ok=True)
 
 
 @contextmanager

@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 from temporalio import activity
 
-from workflows.types import Action, ApprovalPolicy, Plan, PlanInput, PlannedStep, Risk
+from activities.extravars import VAR_TYPES, StepVars, VarsRefused, ansible_reserves, plan_vars
+from workflows.types import PLAN_VERSION, Action, ApprovalPolicy, Plan, PlanInput, PlannedStep, Risk, VarSpec
 
 MAX_PLAYBOOK_BYTES = 1 << 20
 
@@ -49,6 +50,7 @@ class CatalogEntry:
     risk: Risk = Risk.MEDIUM
     after: tuple[str, ...] = ()
     hosts: str = "all"
+    vars: dict[str, VarSpec] = field(default_factory=dict)  # what a request may set (header `vars:`)
     broken: str | None = None  # why the file could not be catalogued
 
     @property
@@ -104,6 +106,7 @@ def catalog_entry(playbook_dir: Path, path: Path) -> CatalogEntry:
             risk=risk,
             after=_strings(header.get("after")),
             hosts=",".join(hosts) if isinstance(hosts, list) else str(hosts),
+            vars=var_specs(header.get("vars")),
         )
     except ValueError as err:
         return CatalogEntry(rel, broken=f"bad signoff header: {err}")
@@ -133,6 +136,29 @@ def _header(text: str) -> dict[str, Any]:
         Action(str(header["action"]).lower())  # raises ValueError naming the bad action
         header["action"] = str(header["action"]).lower()
     return header
+
+
+def var_specs(value: object) -> dict[str, VarSpec]:
+    """A header's `vars:`: a list of names, or a mapping of name to `{type, secret}`."""
+    if value is None:
+        return {}
+    if isinstance(value, list):
+        value = {str(name): None for name in value}
+    if not isinstance(value, dict):
+        raise ValueError("`vars:` must be a list of names or a mapping of name to {type, secret}")
+    specs = {}
+    for name, spec in value.items():
+        name = str(name)
+        if ansible_reserves(name):
+            raise ValueError(f"`vars:` declares {name!r}, a name Ansible reserves")
+        spec = spec or {}
+        if not isinstance(spec, dict) or set(spec) - {"type", "secret", "description"}:
+            raise ValueError(f"`vars.{name}` must be a mapping with `type` and/or `secret`")
+        kind = spec.get("type")
+        if kind is not None and kind not in VAR_TYPES:
+            raise ValueError(f"`vars.{name}.type` must be one of {', '.join(sorted(VAR_TYPES))}")
+        specs[name] = VarSpec(type=kind, secret=bool(spec.get("secret", False)))
+    return specs
 
 
 def _strings(value: object) -> tuple[str, ...]:
@@ -192,6 +218,14 @@ class PlanningActivities:
     def plan_change(self, inp: PlanInput) -> Plan:
         catalog = discover(self._playbook_dir)
         entries = match(inp.request, catalog)
+        error = None
+        step_vars: list[list[str]] = [[] for _ in entries]
+        shown = []
+        if entries:
+            try:
+                step_vars, shown = plan_vars(inp.vars, [StepVars(e.path, e.vars, e.required_vars) for e in entries])
+            except VarsRefused as err:
+                error = str(err)
         steps = [
             PlannedStep(
                 playbook=e.path,
@@ -201,12 +235,21 @@ class PlanningActivities:
                 risk=e.risk,
                 hosts=inp.inventory or e.hosts,
                 required_vars=list(e.required_vars),
+                vars=names,
             )
-            for e in entries
+            for e, names in zip(entries, step_vars, strict=True)
         ]
         unmatched = None
         if not steps:
             known = ", ".join(sorted({f"{e.service} ({e.action})" for e in catalog.usable})) or "none"
             unmatched = f"no playbook in the catalog matches {inp.request!r}; known: {known}"
         risk = max((s.risk for s in steps), key=lambda r: r.rank, default=Risk.LOW)
-        return Plan(steps=steps, risk=risk, policy=self._policy, unmatched=unmatched)
+        return Plan(
+            steps=steps,
+            risk=risk,
+            policy=self._policy,
+            unmatched=unmatched,
+            error=error,
+            vars=shown,
+            version=PLAN_VERSION,
+        )

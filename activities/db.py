@@ -28,10 +28,11 @@ class Base(DeclarativeBase):
 class ChangeRequestRow(Base):
     __tablename__ = "change_requests"
 
-    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # the workflow id
+    id: Mapped[str] = mapped_column(Text, primary_key=True)  # the workflow id
     request: Mapped[str] = mapped_column(Text)
-    requester: Mapped[str] = mapped_column(String(255), index=True)
-    inventory: Mapped[str | None] = mapped_column(String(255))
+    requester: Mapped[str] = mapped_column(Text, index=True)  # PRECIS-normalised
+    requester_raw: Mapped[str | None] = mapped_column(Text)  # as sent, when it differs
+    inventory: Mapped[str | None] = mapped_column(Text)
     var_names: Mapped[list[Any]] = mapped_column(default=list)
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
     phase: Mapped[str] = mapped_column(String(32), index=True)
@@ -47,19 +48,20 @@ class ChangeRequestRow(Base):
 class DecisionRow(Base):
     __tablename__ = "decisions"
 
-    change_request_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    who: Mapped[str] = mapped_column(String(255), primary_key=True)
+    change_request_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    who: Mapped[str] = mapped_column(Text, primary_key=True)
     verdict: Mapped[str] = mapped_column(String(16), primary_key=True)
     note: Mapped[str | None] = mapped_column(Text)
+    raw: Mapped[str | None] = mapped_column(Text)  # the name as sent, when normalising changed it
     decided_at: Mapped[str] = mapped_column(String(64))
 
 
 class StepRow(Base):
     __tablename__ = "steps"
 
-    change_request_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    change_request_id: Mapped[str] = mapped_column(Text, primary_key=True)
     step: Mapped[int] = mapped_column(Integer, primary_key=True)
-    playbook: Mapped[str] = mapped_column(String(1024))
+    playbook: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(32))
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     ok: Mapped[int] = mapped_column(Integer, default=0)
@@ -71,15 +73,15 @@ class StepRow(Base):
 class TaskRow(Base):
     __tablename__ = "tasks"
 
-    task_id: Mapped[str] = mapped_column(String(512), primary_key=True)
-    change_request_id: Mapped[str] = mapped_column(String(255), index=True)
+    task_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    change_request_id: Mapped[str] = mapped_column(Text, index=True)
     step: Mapped[int] = mapped_column(Integer)
     attempt: Mapped[int] = mapped_column(Integer)
     seq: Mapped[int] = mapped_column(Integer)
     play: Mapped[str] = mapped_column(Text)
     task: Mapped[str] = mapped_column(Text)
-    action: Mapped[str] = mapped_column(String(255))
-    host: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(Text)
+    host: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
     msg: Mapped[str] = mapped_column(Text)
     duration: Mapped[float] = mapped_column(Float)

@@ -7,8 +7,10 @@ is seen only there (no exception is thrown into the thread, which would leave An
 and stops ansible-playbook with every process below it within about a second.
 
 Nothing Ansible prints is kept: event files are not written to disk, extra vars travel in a
-0600 file inside a private data dir that is removed afterwards, and a `no_log` result is
-recorded only as censored.
+0600 file inside a private data dir that is removed afterwards (and, after a crash, at the next
+worker start), a `no_log` result is recorded only as censored, and the values of secret vars
+are scrubbed from every message before it is recorded or heartbeated. Ansible runs with a
+minimal environment, never the worker's own: no database URL, no Temporal credentials.
 """
 
 from __future__ import annotations
@@ -16,16 +18,19 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import ansible_runner
 import psutil
+import yaml
+from ansible_runner.interface import init_runner
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
+from activities.extravars import Scrubber, secret_values
+from activities.rundirs import run_dir, write_private
 from workflows.types import ErrorType, PlaybookProgress, PlaybookResult, RunPlaybookInput, TaskRecord
 
 # ansible-runner event -> the status we record for that task on that host
@@ -38,14 +43,21 @@ _RESULT_EVENTS = {
 _MSG_LIMIT = 500
 CENSORED = "(output hidden: no_log)"
 STOP_GRACE_SECONDS = 5.0
+_MARKERS = frozenset({"SIGNOFF_WORKFLOW_ID", "SIGNOFF_STEP"})
+# What a playbook inherits from the worker's environment. Everything else (SIGNOFF_DATABASE_URL,
+# TEMPORAL_* credentials, cloud keys) stays with the worker unless SIGNOFF_PLAYBOOK_ENV names it.
+INHERITED_ENV = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "SSH_AUTH_SOCK"}
+)
 
 
 class _Recorder:
     """Turns ansible-runner events into TaskRecords and heartbeats progress."""
 
-    def __init__(self, inp: RunPlaybookInput, attempt: int) -> None:
+    def __init__(self, inp: RunPlaybookInput, attempt: int, scrub: Callable[[str], str]) -> None:
         self._inp = inp
         self._attempt = attempt
+        self._scrub = scrub
         self.tasks: list[TaskRecord] = []
         self.progress = PlaybookProgress()
         self.errors: list[str] = []
@@ -56,14 +68,15 @@ class _Recorder:
             self.playbook_pid = int(event["pid"])  # events come from the ansible-playbook process
         kind = event.get("event", "")
         data = event.get("event_data") or {}
+        scrub = self._scrub
         if kind == "playbook_on_play_start":
-            self.progress = replace(self.progress, play=str(data.get("play", "")), task="", host="")
+            self.progress = replace(self.progress, play=scrub(str(data.get("play", ""))), task="", host="")
         elif kind == "playbook_on_task_start":
-            self.progress = replace(self.progress, task=str(data.get("task", "")), host="")
+            self.progress = replace(self.progress, task=scrub(str(data.get("task", ""))), host="")
         elif kind in _RESULT_EVENTS:
             self._record(_RESULT_EVENTS[kind], data)
         elif kind == "error" or (kind == "verbose" and "ERROR" in str(event.get("stdout", ""))):
-            self.errors.append(str(event.get("stdout", "")).strip())
+            self.errors.append(scrub(str(event.get("stdout", "")).strip()))
         activity.heartbeat(self.progress)
         return False  # keep no event files on disk: they would hold every task's full output
 
@@ -88,12 +101,12 @@ class _Recorder:
                 step=self._inp.step,
                 attempt=self._attempt,
                 seq=seq,
-                play=str(data.get("play", "")),
-                task=str(data.get("task", "")),
+                play=self._scrub(str(data.get("play", ""))),
+                task=self._scrub(str(data.get("task", ""))),
                 action=str(data.get("task_action", "")),
                 host=str(data.get("host", "")),
                 status=status,
-                msg=_message(res),
+                msg=self._scrub(_message(res)),
                 duration=float(data.get("duration") or 0.0),
             )
         )
@@ -118,13 +131,13 @@ def stop_process_tree(pid: int, grace: float = STOP_GRACE_SECONDS) -> None:
     for proc in (root, *below):
         try:
             proc.terminate()
-        except psutil.NoSuchProcess:
+        except psutil.Error:  # gone, or not ours to signal (become): the rest still get theirs
             continue
     _, alive = psutil.wait_procs(below, timeout=grace)
     for proc in alive:
         try:
             proc.kill()
-        except psutil.NoSuchProcess:
+        except psutil.Error:
             continue
 
 
@@ -138,9 +151,11 @@ def _message(res: dict[str, Any]) -> str:
 
 
 class PlaybookActivities:
-    def __init__(self, playbook_dir: Path, inventory: Path) -> None:
+    def __init__(self, playbook_dir: Path, inventory: Path, env: Mapping[str, str] | None = None) -> None:
+        """`env`: what playbooks run with (see `playbook_env`); by default built from this process's."""
         self._playbook_dir = playbook_dir.resolve()
         self._inventory = inventory
+        self._env = dict(env) if env is not None else playbook_env(os.environ)
 
     @activity.defn(name="run_playbook", no_thread_cancel_exception=True)
     def run_playbook(self, inp: RunPlaybookInput) -> PlaybookResult:
@@ -152,12 +167,13 @@ class PlaybookActivities:
                 non_retryable=True,
             )
         attempt = activity.info().attempt
-        recorder = _Recorder(inp, attempt)
-        with tempfile.TemporaryDirectory(prefix="signoff-run-") as private_dir:
+        scrub = Scrubber(secret_values(inp.vars, inp.secret_vars))
+        recorder = _Recorder(inp, attempt, scrub)
+        with run_dir() as private_dir:
             if inp.vars:
-                _write_private(Path(private_dir) / "env" / "extravars", json.dumps(inp.vars))
-            runner = ansible_runner.run(
-                private_data_dir=private_dir,
+                write_private(private_dir / "env" / "extravars", unsafe_yaml(inp.vars))
+            runner = init_runner(
+                private_data_dir=str(private_dir),
                 project_dir=str(self._playbook_dir),
                 playbook=str(playbook),
                 inventory=str(self._inventory),
@@ -166,10 +182,7 @@ class PlaybookActivities:
                 suppress_env_files=True,
                 settings={"pexpect_timeout": 1},
                 envvars={
-                    # ansible-playbook is beside this interpreter, on PATH or not
-                    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-                    "ANSIBLE_NOCOLOR": "1",
-                    "ANSIBLE_LOCALHOST_WARNING": "0",
+                    **self._env,
                     # In every process of the run: `ps e` tells whose change a process is.
                     "SIGNOFF_WORKFLOW_ID": inp.workflow_id,
                     "SIGNOFF_STEP": str(inp.step),
@@ -177,8 +190,14 @@ class PlaybookActivities:
                 event_handler=recorder.on_event,
                 cancel_callback=recorder.should_cancel,
             )
+            # ansible-runner seeds the run's environment with the worker's whole environment (and
+            # writes it to artifacts/<ident>/command): keep what we passed and what it added.
+            runner.config.env = {
+                k: v for k, v in runner.config.env.items() if k in self._env or k in _MARKERS or k not in os.environ
+            }
+            runner.run()
             status, rc = str(runner.status), int(runner.rc if runner.rc is not None else -1)
-            tail = _tail(runner)
+            tail = scrub(_tail(runner))
         result = PlaybookResult(
             playbook=inp.playbook,
             step=inp.step,
@@ -226,8 +245,33 @@ def _tail(runner: Any) -> str:
     return "\n".join(lines)[-_MSG_LIMIT * 2 :]
 
 
-def _write_private(path: Path, content: str) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(content)
+def playbook_env(worker_env: Mapping[str, str], passthrough: Iterable[str] = ()) -> dict[str, str]:
+    """The environment every playbook runs with, built from the worker's: the basics, the
+    operator's ANSIBLE_* settings and the names in `passthrough` (SIGNOFF_PLAYBOOK_ENV)."""
+    extra = set(passthrough)
+    env = {
+        k: v
+        for k, v in worker_env.items()
+        if k in INHERITED_ENV or k in extra or k.startswith(("LC_", "ANSIBLE_"))
+    }
+    # ansible-playbook is beside this interpreter, on PATH or not
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{worker_env.get('PATH', os.defpath)}"
+    env["ANSIBLE_NOCOLOR"] = "1"
+    env["ANSIBLE_LOCALHOST_WARNING"] = "0"
+    # ansible-runner turns host key checking off unless told otherwise; a change tool keeps it on.
+    env.setdefault("ANSIBLE_HOST_KEY_CHECKING", "True")
+    return env
+
+
+def unsafe_yaml(extra_vars: Mapping[str, Any]) -> str:
+    """Extra vars as YAML with every string tagged `!unsafe`, so Ansible never templates them
+    (the workflow already refuses Jinja in vars; this holds even if a check is missed)."""
+
+    class _Dumper(yaml.SafeDumper):
+        pass
+
+    def unsafe(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+        return dumper.represent_scalar("!unsafe", value)
+
+    _Dumper.add_representer(str, unsafe)
+    return yaml.dump(dict(extra_vars), Dumper=_Dumper, allow_unicode=True, sort_keys=True)

@@ -1,6 +1,7 @@
-"""The audit view of a change request: JSON-safe, with extra-var values left out.
+"""The audit view of a change request, JSON-safe.
 
-Extra vars may carry credentials, so the DB and git keep only their names.
+Extra vars appear as the approver saw them: values, except secrets (declared `secret: true` or
+named like a credential), which the plan replaced by a short hash before the status held them.
 """
 
 from __future__ import annotations
@@ -12,8 +13,5 @@ from workflows.types import ChangeRequestStatus
 
 
 def public_status(status: ChangeRequestStatus) -> dict[str, Any]:
-    doc = dataclasses.asdict(status)
-    if status.request is not None:
-        doc["request"]["vars"] = sorted(status.request.vars)
-    return doc
+    return dataclasses.asdict(status)
 

@@ -11,7 +11,7 @@ from tests.helpers import committed_json, committed_paths, db_rows, replay_and_k
 from workers.settings import Settings
 from workers.worker import running_worker
 from workflows.change_request import ChangeRequestWorkflow
-from workflows.types import ApproveInput, Phase, StepState
+from workflows.types import ApproveInput, Phase, PlannedVar, StepState
 
 
 async def test_approved_request_runs_playbooks_and_is_audited(
@@ -22,8 +22,12 @@ async def test_approved_request_runs_playbooks_and_is_audited(
             env, settings, "Deploy hello and configure hello", vars={"greeting": "signoff"}
         )
         status = await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
-        assert status.request.vars == {"greeting": "(hidden)"}, "the query never shows var values"
-        assert [s.playbook for s in status.plan.steps] == ["hello-deploy.yml", "hello-configure.yml"]
+        assert status.request.vars == {"greeting": "signoff"}, "the approver sees what will run"
+        assert status.plan.vars == [PlannedVar("greeting", '"signoff"', secret=False)]
+        assert [(s.playbook, s.vars) for s in status.plan.steps] == [
+            ("hello-deploy.yml", ["greeting"]),
+            ("hello-configure.yml", []),  # declares no vars, so receives none
+        ]
         assert not (out_dir / "hello.txt").exists(), "nothing runs before approval"
 
         await handle.signal(ChangeRequestWorkflow.approve, ApproveInput(approver="bob", comment="go"))
@@ -60,7 +64,7 @@ async def test_approved_request_runs_playbooks_and_is_audited(
     request_doc = committed_json(settings.audit_repo, result.audit_commit, f".audit/requests/{wf_id}.json")
     assert request_doc["phase"] == "succeeded"
     assert request_doc["approvals"][0]["who"] == "bob"
-    assert request_doc["request"]["vars"] == ["greeting"], "extra var values stay out of the audit"
+    assert request_doc["request"]["vars"] == {"greeting": "signoff"}, "the audit keeps what the approver saw"
     task_files = committed_paths(settings.audit_repo, result.audit_commit, ".audit/tasks/")
     assert task_files == sorted(f".audit/tasks/{t['task_id']}.json" for t in tasks)
     first = committed_json(settings.audit_repo, result.audit_commit, task_files[0])

@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from workers import ops, render
 from workers.devstack import dev_stack, embedded_database_url, free_port
@@ -29,7 +30,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(highlight=False, soft_wrap=True)
+# Markup off: request text, var values and task names are user input and must show as typed.
+console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DEMO_REQUEST = "Deploy Kuma Uptime to homelab and add our existing portals to the config"
@@ -51,10 +53,10 @@ def _run(main: Coroutine[Any, Any, int | None]) -> NoReturn:
     try:
         code = asyncio.run(_until_terminated(main)) or 0
     except (ops.OperationError, ConfigError) as err:
-        errors.print(f"[red]error:[/red] {err}")
+        errors.print(f"[red]error:[/red] {escape(str(err))}")
         code = 1
     except RPCError as err:  # unknown workflow id, closed workflow, permission ...
-        errors.print(f"[red]error:[/red] Temporal refused: {err.message}")
+        errors.print(f"[red]error:[/red] Temporal refused: {escape(err.message)}")
         code = 1
     except KeyboardInterrupt:
         code = 130

@@ -16,7 +16,7 @@ from typing import Any
 import git
 from sqlalchemy import create_engine, text
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from workers.render import progress_line, step_line
 from workflows.change_request import ChangeRequestWorkflow
@@ -43,9 +43,14 @@ async def submit(
     client: Client, task_queue: str, request: ChangeRequestInput, workflow_id: str, planning_timeout: float = 60
 ) -> ChangeRequestStatus:
     """Start a change request and return its status once planning is over."""
-    handle = await client.start_workflow(
-        ChangeRequestWorkflow.run, request, id=workflow_id, task_queue=task_queue  # type: ignore[arg-type]
-    )
+    try:
+        handle = await client.start_workflow(
+            ChangeRequestWorkflow.run, request, id=workflow_id, task_queue=task_queue  # type: ignore[arg-type]
+        )
+    except WorkflowAlreadyStartedError:
+        raise OperationError(
+            f"a change request with id {workflow_id!r} already exists; see `signoff status {workflow_id}`"
+        ) from None
     loop = asyncio.get_running_loop()
     deadline = loop.time() + planning_timeout
     while True:

@@ -37,10 +37,19 @@ def plan_lines(status: ChangeRequestStatus) -> list[str]:
     if status.plan is None:
         return []
     width = max((len(s.playbook) for s in status.plan.steps), default=0)
-    return [
+    lines = [
         f"  {i}. {s.playbook:<{width}}  {s.action:<9} {s.service:<12} hosts: {s.hosts:<10} risk: {s.risk}"
+        + (f"  vars: {', '.join(s.vars)}" if s.vars else "")
         for i, s in enumerate(status.plan.steps, 1)
     ]
+    return lines + var_lines(status)
+
+
+def var_lines(status: ChangeRequestStatus) -> list[str]:
+    """Every extra var with the value that will run; a secret as its short hash."""
+    if status.plan is None or not status.plan.vars:
+        return []
+    return ["  vars:", *(f"    {v.name} = {v.shown}" for v in status.plan.vars)]
 
 
 def print_plan(console: Console, status: ChangeRequestStatus) -> None:
@@ -79,6 +88,8 @@ def print_status(console: Console, status: ChangeRequestStatus) -> None:
     console.print(status_table(status))
     if status.request is not None:
         console.print(f"request:   {status.request.request}  (by {status.request.requester})")
+    for line in var_lines(status):
+        console.print(line)
     for decision in status.approvals:
         console.print(f"approved:  {decision.who} at {decision.at}" + (f" — {decision.note}" if decision.note else ""))
     if status.rejection:

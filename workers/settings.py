@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from workflows.approval import check_policy
 from workflows.types import TASK_QUEUE, ApprovalPolicy
 
 
@@ -25,12 +26,13 @@ class Settings:
     inventory: Path
     audit_repo: Path
     policy: ApprovalPolicy
+    playbook_env: tuple[str, ...] = ()  # worker env vars playbooks also get (SIGNOFF_PLAYBOOK_ENV)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         data_dir = Path(env.get("SIGNOFF_DATA_DIR") or default_data_dir(env)).expanduser()
-        return cls(
+        settings = cls(
             task_queue=env.get("SIGNOFF_TASK_QUEUE") or TASK_QUEUE,
             data_dir=data_dir,
             database_url=env.get("SIGNOFF_DATABASE_URL") or None,
@@ -45,7 +47,12 @@ class Settings:
                 ).total_seconds(),
                 auto_approve_risk=_choice(env, "SIGNOFF_AUTO_APPROVE_RISK", ("none", "low"), "none"),
             ),
+            playbook_env=tuple(n.strip() for n in env.get("SIGNOFF_PLAYBOOK_ENV", "").split(",") if n.strip()),
         )
+        problems = check_policy(settings.policy)
+        if problems:
+            raise ConfigError(f"SIGNOFF_APPROVERS / SIGNOFF_REQUIRED_APPROVALS: {'; '.join(problems)}")
+        return settings
 
     def require_database_url(self) -> str:
         if not self.database_url:

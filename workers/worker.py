@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -21,9 +22,11 @@ from activities.audit_db import AuditDbActivities
 from activities.audit_git import AuditGitActivities, init_repo
 from activities.catalog import PlanningActivities
 from activities.db import make_engine, migrate
-from activities.playbooks import PlaybookActivities
+from activities.playbooks import PlaybookActivities, playbook_env
+from activities.rundirs import remove_stale_runs
 from workers.settings import Settings
 from workflows.change_request import SEARCH_ATTRIBUTES, ChangeRequestWorkflow
+from workflows.interceptors import SignoffInterceptor
 
 log = logging.getLogger("signoff.worker")
 
@@ -70,13 +73,16 @@ async def ensure_search_attributes(client: Client) -> None:
 
 def build_worker(client: Client, settings: Settings, engine: Engine, executor: ThreadPoolExecutor) -> Worker:
     planning = PlanningActivities(settings.playbook_dir, settings.policy)
-    playbooks = PlaybookActivities(settings.playbook_dir, settings.inventory)
+    playbooks = PlaybookActivities(
+        settings.playbook_dir, settings.inventory, playbook_env(os.environ, settings.playbook_env)
+    )
     audit_db = AuditDbActivities(engine)
     audit_git = AuditGitActivities(settings.audit_repo)
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[ChangeRequestWorkflow],
+        interceptors=[SignoffInterceptor()],
         activities=[
             planning.plan_change,
             playbooks.run_playbook,
@@ -101,6 +107,8 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
     try:
         await asyncio.to_thread(migrate, engine)
         await asyncio.to_thread(init_repo, settings.audit_repo)
+        for stale in await asyncio.to_thread(remove_stale_runs):
+            log.warning("removed %s, left by an Ansible run whose worker died", stale)
         worker = build_worker(client, settings, engine, executor)
         async with worker:
             yield worker

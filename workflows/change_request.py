@@ -19,7 +19,9 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 from temporalio.workflow import ActivityCancellationType
 
 from workflows.types import (
-    HIDDEN,
+    MAX_INPUT_BYTES,
+    NOT_YET_PLANNED,
+    PLAN_VERSION,
     WORKFLOW_TYPE,
     ApproveInput,
     AuditRecord,
@@ -46,6 +48,9 @@ from workflows.types import (
     parse_reject,
 )
 
+from workflows.approval import Refused, authorize, identity_of
+from workflows.identity import Identity
+
 with workflow.unsafe.imports_passed_through():
     from activities.audit_db import AuditDbActivities
     from activities.audit_git import AuditGitActivities
@@ -68,25 +73,19 @@ _PLAYBOOK_RETRY = RetryPolicy(
 )
 
 
-class _Refused(Exception):
-    def __init__(self, who: str | None, reason: str) -> None:
-        super().__init__(reason)
-        self.who = who
-        self.reason = reason
-
-
 @workflow.defn(name=WORKFLOW_TYPE)
 class ChangeRequestWorkflow:
     def __init__(self) -> None:
         self._status = ChangeRequestStatus(workflow_id=workflow.info().workflow_id)
         self._tasks: list[TaskRecord] = []
         self._unrecorded_tasks: list[TaskRecord] = []
+        self._requester: Identity | None = None
 
     @workflow.run
     async def run(self, raw: RawValue = None) -> ChangeRequestResult:  # type: ignore[assignment]
         request = self._decode_input(raw)
-        # The status query is read by the CLI, the Web UI and scripts: var values stay out of it.
-        self._status.request = dataclasses.replace(request, vars={k: HIDDEN for k in request.vars})
+        # Which vars are secret is known once the plan is: until then no value is shown.
+        self._status.request = dataclasses.replace(request, vars={k: NOT_YET_PLANNED for k in request.vars})
         workflow.upsert_search_attributes(
             [REQUESTER_ATTR.value_set(request.requester), PHASE_ATTR.value_set(Phase.PLANNING)]
         )
@@ -119,9 +118,12 @@ class ChangeRequestWorkflow:
         )
         self._status.plan = plan
         self._status.steps = [StepStatus(index=i, playbook=s.playbook) for i, s in enumerate(plan.steps, 1)]
+        if plan.vars:  # the approver sees every value but a secret's, which shows as a short hash
+            shown = {v.name: v.shown if v.secret else request.vars[v.name] for v in plan.vars}
+            self._status.request = dataclasses.replace(request, vars=shown)
         workflow.upsert_search_attributes([SERVICES_ATTR.value_set(plan.services)])
-        if not plan.steps:
-            self._status.error = plan.unmatched or "no playbook matches the request"
+        if plan.error or not plan.steps:
+            self._status.error = plan.error or plan.unmatched or "no playbook matches the request"
             self._set_phase(Phase.FAILED)
             return
         if request.dry_run:
@@ -134,10 +136,25 @@ class ChangeRequestWorkflow:
         self._set_phase(Phase.EXECUTING)
         await self._record()
         for index, step in enumerate(plan.steps, 1):
-            if not await self._run_step(index, step.playbook, request):
+            if not await self._run_step(index, self._run_input(index, plan, request)):
                 self._set_phase(Phase.FAILED)
                 return
         self._set_phase(Phase.SUCCEEDED)
+
+    def _run_input(self, index: int, plan: Plan, request: ChangeRequestInput) -> RunPlaybookInput:
+        step = plan.steps[index - 1]
+        if plan.version >= PLAN_VERSION:
+            step_vars = {name: request.vars[name] for name in step.vars}
+        else:  # a plan approved before per-step vars existed runs as it was approved
+            step_vars = request.vars
+        return RunPlaybookInput(
+            workflow_id=self._status.workflow_id,
+            step=index,
+            playbook=step.playbook,
+            limit=request.inventory,
+            vars=step_vars,
+            secret_vars=[v.name for v in plan.vars if v.secret],
+        )
 
     async def _approved(self, plan: Plan) -> bool:
         policy = plan.policy
@@ -162,19 +179,14 @@ class ChangeRequestWorkflow:
             return False
         return True
 
-    async def _run_step(self, index: int, playbook: str, request: ChangeRequestInput) -> bool:
+    async def _run_step(self, index: int, run_input: RunPlaybookInput) -> bool:
         step = self._status.steps[index - 1]
+        playbook = run_input.playbook
         step.state = StepState.RUNNING
         try:
             result = await workflow.execute_activity_method(
                 PlaybookActivities.run_playbook,
-                RunPlaybookInput(
-                    workflow_id=self._status.workflow_id,
-                    step=index,
-                    playbook=playbook,
-                    limit=request.inventory,
-                    vars=request.vars,
-                ),
+                run_input,
                 start_to_close_timeout=timedelta(hours=2),
                 heartbeat_timeout=timedelta(seconds=30),
                 retry_policy=_PLAYBOOK_RETRY,
@@ -229,19 +241,28 @@ class ChangeRequestWorkflow:
         )
 
     async def _audit(self) -> None:
-        commit = await workflow.execute_activity_method(
-            AuditGitActivities.commit_audit,
-            AuditRecord(status=self._status, tasks=self._tasks),
-            start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
-            retry_policy=_BOOKKEEPING_RETRY,
-        )
-        self._status.audit_commit = commit.sha
+        """Commit the outcome to git, then record the final row. A failed commit is itself
+        recorded: the database never keeps a request in a phase that is not final."""
+        try:
+            commit = await workflow.execute_activity_method(
+                AuditGitActivities.commit_audit,
+                AuditRecord(status=self._status, tasks=self._tasks),
+                start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
+                retry_policy=_BOOKKEEPING_RETRY,
+            )
+            self._status.audit_commit = commit.sha
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
+            failure = f"git audit commit failed: {_describe(err)}"
+            self._status.error = f"{self._status.error}; {failure}" if self._status.error else failure
         await self._record()
 
     # --- approvals ------------------------------------------------------------------------
 
     @workflow.query
     def status(self) -> ChangeRequestStatus:
+        # Never raises: everything in the status was validated (shape, depth, size) on the way in.
         return self._status
 
     @workflow.signal(name="approve")
@@ -271,13 +292,13 @@ class ChangeRequestWorkflow:
     async def _signal(self, verdict: Verdict, raw: RawValue) -> None:
         try:
             await self._decide(verdict, raw)
-        except _Refused as refusal:
+        except Refused as refusal:
             self._refuse(verdict, refusal)
 
     async def _update(self, verdict: Verdict, raw: RawValue) -> ChangeRequestStatus:
         try:
             await self._decide(verdict, raw)
-        except _Refused as refusal:
+        except Refused as refusal:
             self._refuse(verdict, refusal)
             raise ApplicationError(refusal.reason, type=ErrorType.DECISION_REFUSED, non_retryable=True) from None
         return self._status
@@ -288,7 +309,7 @@ class ChangeRequestWorkflow:
             decision = self._parse_decision(verdict, raw)
             if self._status.phase != Phase.PLANNING:
                 self._authorize(decision)
-        except _Refused as refusal:
+        except Refused as refusal:
             raise ApplicationError(refusal.reason, type=ErrorType.DECISION_REFUSED, non_retryable=True) from None
 
     async def _decide(self, verdict: Verdict, raw: RawValue) -> None:
@@ -305,53 +326,66 @@ class ChangeRequestWorkflow:
 
     def _parse_decision(self, verdict: Verdict, raw: RawValue) -> Decision:
         try:
+            if len(raw.payload.data) > MAX_INPUT_BYTES:
+                raise InvalidInput("", f"larger than {MAX_INPUT_BYTES} bytes")
             value = workflow.payload_converter().from_payload(raw.payload)
             if verdict == Verdict.APPROVE:
                 approval: ApproveInput = parse_approve(value)
-                return Decision(approval.approver, verdict, approval.comment, _now())
-            rejection: RejectInput = parse_reject(value)
-            return Decision(rejection.approver, verdict, rejection.reason, _now())
+                who, note = approval.approver, approval.comment
+            else:
+                rejection: RejectInput = parse_reject(value)
+                who, note = rejection.approver, rejection.reason
         except InvalidInput as err:
-            raise _Refused(None, f"invalid {verdict} payload: {err}") from None
+            raise Refused(None, f"invalid {verdict} payload: {err}") from None
         except Exception as err:  # the payload is not JSON at all
-            raise _Refused(None, f"invalid {verdict} payload: not decodable JSON ({err})") from None
+            raise Refused(None, f"invalid {verdict} payload: not decodable JSON ({type(err).__name__})") from None
+        identity = identity_of(who)
+        return Decision(identity.name, verdict, note, _now(), raw=who if who != identity.name else None)
 
     def _authorize(self, decision: Decision) -> None:
         status = self._status
-        who = decision.who
         if status.phase != Phase.AWAITING_APPROVAL:
-            raise _Refused(who, f"not awaiting approval (phase is {status.phase})")
-        assert status.plan is not None and status.request is not None
-        policy = status.plan.policy
-        allowed = {a.lower() for a in policy.approvers}
-        is_requester = who.lower() == status.request.requester.lower()
-        if decision.verdict == Verdict.APPROVE:
-            if is_requester:
-                raise _Refused(who, f"{who} requested this change and cannot approve it (four eyes)")
-            if allowed and who.lower() not in allowed:
-                raise _Refused(who, f"{who} is not an approver (approvers: {', '.join(policy.approvers)})")
-            if any(a.who.lower() == who.lower() for a in status.approvals):
-                raise _Refused(who, f"{who} has already approved")
-        elif allowed and who.lower() not in allowed and not is_requester:
-            raise _Refused(who, f"{who} may not reject: not an approver nor the requester")
+            raise Refused(decision.raw or decision.who, f"not awaiting approval (phase is {status.phase})")
+        assert status.plan is not None and self._requester is not None
+        authorize(
+            decision.verdict,
+            identity_of(decision.raw or decision.who),
+            requester=self._requester,
+            policy=status.plan.policy,
+            approvals=status.approvals,
+        )
 
-    def _refuse(self, verdict: Verdict, refusal: _Refused) -> None:
+    def _refuse(self, verdict: Verdict, refusal: Refused) -> None:
         workflow.logger.warning("refused %s from %s: %s", verdict, refusal.who, refusal.reason)
         self._status.refused.append(RefusedSignal(str(verdict), refusal.who, refusal.reason, _now()))
 
     # --- helpers --------------------------------------------------------------------------
 
     def _decode_input(self, raw: RawValue | None) -> ChangeRequestInput:
+        """Any problem with the input ends the workflow non-retryably, naming it: an exception
+        escaping here would instead fail the workflow task, which Temporal retries forever."""
         if raw is None:
             raise _invalid_input("input is required: one JSON object with request and requester")
+        if len(raw.payload.data) > MAX_INPUT_BYTES:
+            raise _invalid_input(f"input is larger than {MAX_INPUT_BYTES} bytes")
         try:
             value = workflow.payload_converter().from_payload(raw.payload)
+        except RecursionError:
+            raise _invalid_input("input is not valid JSON: nested too deeply") from None
         except Exception as err:
             raise _invalid_input(f"input is not valid JSON: {err}") from None
         try:
-            return parse_input(value)
+            request = parse_input(value)
+            self._requester = identity_of(request.requester)
         except InvalidInput as err:
             raise _invalid_input(f"invalid input: {err}") from None
+        except Refused as err:
+            raise _invalid_input(f"invalid input: requester: {err.reason}") from None
+        except Exception as err:  # a bug in validation must not loop the workflow task either
+            raise _invalid_input(f"invalid input: {type(err).__name__}: {err}") from None
+        if self._requester.name != request.requester:
+            self._status.requester_raw = request.requester
+        return dataclasses.replace(request, requester=self._requester.name)
 
     def _set_phase(self, phase: Phase) -> None:
         self._status.phase = phase

@@ -17,7 +17,52 @@ from typing import Any
 
 TASK_QUEUE = "signoff"
 WORKFLOW_TYPE = "ChangeRequestWorkflow"
-HIDDEN = "(hidden)"  # what the status query shows for an extra var's value
+NOT_YET_PLANNED = "(shown once planned)"  # a var's value in `status` before the plan says if it is secret
+
+# Bounds on what a requester may send, checked before anything walks the value: a deeply nested
+# object would otherwise blow the recursion limit wherever it is converted (history, query, DB).
+MAX_INPUT_BYTES = 256 * 1024
+MAX_REQUEST_CHARS = 4000
+MAX_VARS_DEPTH = 32
+MAX_VARS_NODES = 10_000  # keys and list items, all levels together
+MAX_VAR_NAME_CHARS = 128
+MAX_INVENTORY_CHARS = 1000
+
+# Names Ansible gives a meaning of its own: connection and privilege settings, magic variables,
+# play keywords and Jinja globals. An extra var has the highest precedence in Ansible, so any of
+# these set by a requester would steer Ansible itself (`ansible_ssh_common_args` runs commands on
+# the worker, `ansible_connection: local` moves a play onto it). Taken from ansible-core's
+# `get_reserved_names()`, `INTERNAL_STATIC_VARS` and `MAGIC_VARIABLE_MAPPING`; the planning
+# activity checks again against the installed ansible-core, and a test keeps this list a superset.
+RESERVED_VAR_PREFIXES = ("ansible_", "_ansible", "inventory_", "role_", "play_", "playbook_", "discovered_interpreter")
+RESERVED_VAR_NAMES = frozenset(
+    {
+        "action", "always", "any_errors_fatal", "args", "async", "async_val", "become", "become_exe",
+        "become_flags", "become_method", "become_pass", "become_user", "block", "changed_when",
+        "check_mode", "collections", "connection", "cycler", "debugger", "delay", "delegate_facts",
+        "delegate_to", "dict", "diff", "environment", "fact_path", "failed_when", "force_handlers",
+        "gather_facts", "gather_timeout", "group_names", "groups", "handlers", "hosts", "hostvars",
+        "ignore_errors", "ignore_unreachable", "item", "joiner", "lipsum", "local_action", "lookup",
+        "loop", "loop_control", "loop_with", "max_fail_percentage", "module_defaults", "name",
+        "namespace", "no_log", "notify", "now", "omit", "order", "password", "poll", "port",
+        "post_tasks", "pre_tasks", "private_key_file", "q", "query", "range", "register",
+        "remote_addr", "remote_user", "rescue", "retries", "roles", "run_once", "serial", "strategy",
+        "tags", "tasks", "throttle", "timeout", "undef", "until", "vars", "vars_files", "vars_prompt",
+        "when", "with_",
+    }
+)
+# Var names whose values are treated as secret even when no playbook says so.
+CREDENTIAL_NAME_PARTS = ("password", "passwd", "secret", "token", "key", "credential", "private")
+
+
+def reserved_var(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in RESERVED_VAR_NAMES or lowered.startswith(RESERVED_VAR_PREFIXES) or lowered.startswith("with_")
+
+
+def credential_like(name: str) -> bool:
+    lowered = name.lower()
+    return any(part in lowered for part in CREDENTIAL_NAME_PARTS)
 
 
 class Phase(enum.StrEnum):
@@ -119,23 +164,39 @@ class RejectInput:
 
 
 _JINJA = re.compile(r"{{|{%|{#")
+# Terminal escapes, other C0/C1 controls and bidi overrides (Trojan Source) would make the
+# request an approver reads differ from the one that was sent.
+_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A host pattern as Ansible reads `--limit`: names, groups, globs, ranges and the `:&!,` operators.
+# Not `@file` (Ansible would read the hosts from that file on the worker) and no whitespace tricks.
+_LIMIT = re.compile(r"^[A-Za-z0-9_.*?\[\]:&!,~^$|()+-]+$")
 
 
 def parse_input(value: object) -> ChangeRequestInput:
     """Validate decoded workflow input strictly: unknown fields are errors, not ignored."""
     obj = _object(value, ChangeRequestInput)
     request = _text(obj, "request")
+    if len(request) > MAX_REQUEST_CHARS:
+        raise InvalidInput("request", f"is longer than {MAX_REQUEST_CHARS} characters")
+    if _INVISIBLE.search(request):
+        raise InvalidInput("request", "holds control or bidirectional-override characters, which hide text from the approver")
     requester = _text(obj, "requester")
     inventory = obj.get("inventory")
     if inventory is not None and (not isinstance(inventory, str) or not inventory.strip()):
         raise InvalidInput("inventory", "must be a non-empty string (a group or host pattern)")
+    if inventory is not None:
+        inventory = inventory.strip()
+        if len(inventory) > MAX_INVENTORY_CHARS or not _LIMIT.match(inventory):
+            raise InvalidInput(
+                "inventory", "must be an Ansible host pattern (names, groups, globs, ranges, ':&!,'), not a file or command"
+            )
     extra_vars = obj.get("vars", {})
     if not isinstance(extra_vars, dict):
         raise InvalidInput("vars", f"must be an object, got {_json_type(extra_vars)}")
+    check_shape("vars", extra_vars)
     for name, var_value in extra_vars.items():
-        if not _VAR_NAME.match(name):
-            raise InvalidInput(f"vars.{name}", "is not a valid Ansible variable name")
+        check_var_name(name)
         _reject_templates(f"vars.{name}", var_value)
     dry_run = obj.get("dry_run", False)
     if not isinstance(dry_run, bool):
@@ -143,7 +204,7 @@ def parse_input(value: object) -> ChangeRequestInput:
     return ChangeRequestInput(
         request=request.strip(),
         requester=requester.strip(),
-        inventory=inventory.strip() if inventory else None,
+        inventory=inventory or None,
         vars=dict(extra_vars),
         dry_run=dry_run,
     )
@@ -189,13 +250,47 @@ def _optional_text(obj: dict[str, Any], name: str) -> str | None:
     return value
 
 
+def check_var_name(name: str) -> None:
+    if len(name) > MAX_VAR_NAME_CHARS or not _VAR_NAME.match(name):
+        raise InvalidInput(f"vars.{name[:MAX_VAR_NAME_CHARS]}", "is not a valid Ansible variable name")
+    if reserved_var(name):
+        raise InvalidInput(
+            f"vars.{name}",
+            "is a name Ansible reserves (connection, privilege or magic variable, or play keyword); "
+            "a request may not set it",
+        )
+
+
+def check_shape(path: str, value: object) -> None:
+    """Depth and size limits, checked without recursion so no input can exhaust the stack."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    nodes = 0
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_VARS_DEPTH:
+            raise InvalidInput(path, f"is nested deeper than {MAX_VARS_DEPTH} levels")
+        if isinstance(item, dict):
+            nodes += len(item)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            nodes += len(item)
+            stack.extend((v, depth + 1) for v in item)
+        elif not (item is None or isinstance(item, (str, int, float, bool))):
+            raise InvalidInput(path, f"holds {_json_type(item)}, which is not JSON data")
+        if nodes > MAX_VARS_NODES:
+            raise InvalidInput(path, f"has more than {MAX_VARS_NODES} keys and items")
+
+
 def _reject_templates(path: str, value: object) -> None:
-    """Extra vars are data: a Jinja expression in one would be evaluated by Ansible."""
+    """Extra vars are data: a Jinja expression in one would be evaluated by Ansible.
+    Called only on values that passed `check_shape`, so the recursion is bounded."""
     if isinstance(value, str):
         if _JINJA.search(value):
             raise InvalidInput(path, "contains a Jinja template ({{ }}, {% %} or {# #}); extra vars must be plain data")
     elif isinstance(value, dict):
         for key, item in value.items():
+            if not isinstance(key, str) or _JINJA.search(key):
+                raise InvalidInput(f"{path}", "has a key that is a Jinja template; extra vars must be plain data")
             _reject_templates(f"{path}.{key}", item)
     elif isinstance(value, list):
         for index, item in enumerate(value):
@@ -240,6 +335,23 @@ class PlanInput:
 
 
 @dataclass(frozen=True)
+class VarSpec:
+    """A var a playbook accepts from requests (its header's `vars:`)."""
+
+    type: str | None = None  # str | int | float | bool | list | dict; None: any
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class PlannedVar:
+    """An extra var as the approver sees it."""
+
+    name: str
+    shown: str  # the value as JSON, or "(secret, sha256:<first 8 hex>)"
+    secret: bool = False
+
+
+@dataclass(frozen=True)
 class PlannedStep:
     playbook: str  # path relative to the playbook dir
     service: str
@@ -248,6 +360,10 @@ class PlannedStep:
     risk: Risk
     hosts: str
     required_vars: list[str] = field(default_factory=list)
+    vars: list[str] = field(default_factory=list)  # names of the request's vars this step receives
+
+
+PLAN_VERSION = 2  # 2: each step receives only the vars its playbook accepts (PlannedStep.vars)
 
 
 @dataclass(frozen=True)
@@ -256,6 +372,9 @@ class Plan:
     risk: Risk
     policy: ApprovalPolicy
     unmatched: str | None = None  # why nothing matched, when steps is empty
+    error: str | None = None  # why the request cannot be planned although playbooks matched
+    vars: list[PlannedVar] = field(default_factory=list)
+    version: int = 1  # plans recorded before PLAN_VERSION 2 pass every var to every step
 
     @property
     def services(self) -> list[str]:
@@ -272,6 +391,7 @@ class RunPlaybookInput:
     playbook: str
     limit: str | None = None
     vars: dict[str, Any] = field(default_factory=dict)
+    secret_vars: list[str] = field(default_factory=list)  # names whose values are scrubbed from records
 
 
 @dataclass(frozen=True)
@@ -322,16 +442,17 @@ class PlaybookResult:
 
 @dataclass(frozen=True)
 class Decision:
-    who: str
+    who: str  # PRECIS-normalised (workflows.identity): the form every comparison uses
     verdict: Verdict
     note: str | None
     at: str  # ISO 8601, workflow time
+    raw: str | None = None  # the name as sent, when it differs from `who`
 
 
 @dataclass(frozen=True)
 class RefusedSignal:
     name: str
-    who: str | None
+    who: str | None  # as sent: a refused name may not normalise at all
     reason: str
     at: str
 
@@ -353,7 +474,8 @@ class StepStatus:
 class ChangeRequestStatus:
     workflow_id: str
     phase: Phase = Phase.PLANNING
-    request: ChangeRequestInput | None = None
+    request: ChangeRequestInput | None = None  # requester normalised; var values as the plan shows them
+    requester_raw: str | None = None  # the requester as sent, when normalising changed it
     plan: Plan | None = None
     approvals: list[Decision] = field(default_factory=list)
     rejection: Decision | None = None
