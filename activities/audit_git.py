@@ -8,7 +8,9 @@ returns the commit that already holds it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import fcntl
 import hashlib
 import json
@@ -20,14 +22,16 @@ from typing import Any
 
 import git
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.records import public_status
-from workflows.types import AuditCommitResult, AuditRecord, ChangeRequestStatus
+from workflows.types import AuditCommitResult, AuditRecord, ChangeRequestStatus, ErrorType
 
 AUTHOR = git.Actor("signoff", "signoff@localhost")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _PLAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$")
 _PREFIX_CHARS = 60
+_PERMANENT = frozenset({errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EINVAL})
 
 
 def safe_name(name: str) -> str:
@@ -67,6 +71,13 @@ class AuditGitActivities:
             repo = git.Repo(self._path)
             try:
                 return self._commit(repo, status, files)
+            except OSError as err:
+                _restore(repo, list(files))
+                if err.errno in _PERMANENT:  # retrying cannot help: say so at once
+                    raise ApplicationError(
+                        f"cannot write the audit files: {err}", type=ErrorType.AUDIT_FAILED, non_retryable=True
+                    ) from err
+                raise
             except BaseException:
                 _restore(repo, list(files))
                 raise
@@ -101,7 +112,8 @@ def _restore(repo: git.Repo, paths: list[str]) -> None:
         if rel in tracked:
             repo.git.checkout("HEAD", "--", rel)
         else:
-            (Path(repo.working_tree_dir or ".") / rel).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # never written
+                (Path(repo.working_tree_dir or ".") / rel).unlink()
 
 
 @contextmanager

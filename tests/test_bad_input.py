@@ -20,6 +20,13 @@ from workers.worker import running_worker
 from workflows.types import WORKFLOW_TYPE
 
 
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"v": value}
+    return value
+
+
 def _json_bytes(data: bytes) -> RawValue:
     return RawValue(Payload(metadata={"encoding": b"json/plain"}, data=data))
 
@@ -40,6 +47,17 @@ CASES: list[tuple[str, list[Any], str]] = [
         [{"request": "Deploy hello", "requester": "a", "vars": {"greeting": "{{ lookup('pipe', 'id') }}"}}],
         "vars.greeting: contains a Jinja template",
     ),
+    # hostile input (issue 5): each of these once looped the workflow task or steered Ansible
+    ("vars nested 700 deep", [{"request": "Deploy hello", "requester": "a", "vars": {"v": _nested(700)}}], "vars: is nested deeper than 32"),
+    ("input over 256 KiB", [{"request": "Deploy hello", "requester": "a", "vars": {"v": "x" * 300_000}}], "larger than 262144 bytes"),
+    ("too many keys", [{"request": "Deploy hello", "requester": "a", "vars": {"v": list(range(10_001))}}], "more than 10000 keys"),
+    ("Jinja in a nested key", [{"request": "Deploy hello", "requester": "a", "vars": {"v": {"{{ x }}": 1}}}], "vars.v: has a key that is a Jinja template"),
+    ("requester with a zero-width space", [{"request": "Deploy hello", "requester": "alice\u200b"}], "requester: 'alice\\u200b' is not a valid user name: character U+200B"),
+    ("requester mixing scripts", [{"request": "Deploy hello", "requester": "\u0430lice"}], "mixes look-alike characters"),
+    ("a terminal escape in the request", [{"request": "Deploy hello \x1b[8mand remove hello", "requester": "a"}], "request: holds control"),
+    ("a bidi override in the request", [{"request": "Deploy \u202eolleh", "requester": "a"}], "request: holds control"),
+    ("a limit read from a file", [{"request": "Deploy hello", "requester": "a", "inventory": "@/etc/passwd"}], "inventory: must be an Ansible host pattern"),
+    ("two arguments", [{"request": "Deploy hello", "requester": "a"}, {"request": "x", "requester": "b"}], "takes one JSON argument, got 2"),
 ]
 
 

@@ -37,6 +37,13 @@ async def test_submit_approve_status(env: WorkflowEnvironment, settings: Setting
         assert code == 0, err
         assert out.splitlines()[0] == "cr-cli-1  planned: 1 step, risk medium, awaiting approval (0 of 1)"
         assert "hello-deploy.yml" in out
+        assert '    greeting = "cli"' in out.splitlines(), "the approver sees the value that will run"
+
+        code, out, err = await signoff(cli_env, "submit", "Deploy hello", "--as", "eve", "--id", "cr-cli-1")
+        assert code == 1 and out == ""
+        assert err.strip().splitlines() == [
+            "error: a change request with id 'cr-cli-1' already exists; see `signoff status cr-cli-1`"
+        ]
 
         code, _, err = await signoff(cli_env, "approve", "cr-cli-1", "--as", "mallory")
         assert code == 1 and "mallory is not an approver" in err
@@ -48,6 +55,9 @@ async def test_submit_approve_status(env: WorkflowEnvironment, settings: Setting
         code, out, err = await signoff(cli_env, "watch", "cr-cli-1")
         assert code == 0, err
         assert "step 1/1 hello-deploy.yml: succeeded" in out
+
+        code, out, err = await signoff(cli_env, "status", "cr-cli-1")
+        assert code == 0 and '    greeting = "cli"' in out.splitlines()
 
         code, out, err = await signoff(cli_env, "status", "cr-cli-1", "--json")
         assert code == 0, err

@@ -120,6 +120,7 @@ class ErrorType(enum.StrEnum):
     PlaybookFailed      Ansible ran and a task failed (never retried: rerunning will not help)
     PlaybookError       Ansible could not run the playbook: syntax error, missing file or var
     HostUnreachable     a host could not be reached (retried by Temporal, then fails the step)
+    AuditFailed         the git audit cannot be written (a path the filesystem refuses); recorded
     """
 
     INVALID_INPUT = "InvalidInput"
@@ -128,6 +129,7 @@ class ErrorType(enum.StrEnum):
     PLAYBOOK_FAILED = "PlaybookFailed"
     PLAYBOOK_ERROR = "PlaybookError"
     HOST_UNREACHABLE = "HostUnreachable"
+    AUDIT_FAILED = "AuditFailed"
 
 
 class InvalidInput(ValueError):

@@ -1,0 +1,273 @@
+"""Hostile input through Temporal, on real parts (issue 5): what the approver signs is what
+runs, look-alike names do not pass four eyes or quorum, any legal workflow id is audited, and
+secrets stay out of PostgreSQL and git."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import git
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+
+from activities.audit_git import safe_name
+from activities.extravars import fingerprint
+from tests.conftest import with_policy
+from tests.helpers import (
+    assert_eventually,
+    committed_json,
+    db_rows,
+    run_temporal,
+    start_request,
+    wait_for_phase,
+)
+from tests.test_identity import ALICE_LOOKALIKES
+from workers.settings import Settings
+from workers.worker import running_worker
+from workflows.change_request import ChangeRequestWorkflow
+from workflows.types import Phase
+
+LAUNCH_CODE = "zebra-launch-4242"
+TOKEN = "tok-9f8e7d6c5b"
+
+
+async def temporal(env: WorkflowEnvironment, *args: str, check: bool = True) -> tuple[int, str, str]:
+    return await run_temporal(env.client.service_client.config.target_host, *args, check=check)
+
+
+async def no_task_failures(env: WorkflowEnvironment, wf_id: str) -> list[EventType.ValueType]:
+    events = [e.event_type async for e in env.client.get_workflow_handle(wf_id).fetch_history_events()]
+    assert EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED not in events, "the workflow task must not retry"
+    return events
+
+
+# --- what the requester may set -------------------------------------------------------------
+
+
+async def test_two_inputs_from_the_temporal_cli_fail_the_run_at_once(env: WorkflowEnvironment, settings: Settings) -> None:
+    wf_id = f"cr-two-{uuid.uuid4().hex[:8]}"
+    async with running_worker(env.client, settings):
+        await temporal(
+            env, "workflow", "start", "--type", "ChangeRequestWorkflow", "--task-queue", settings.task_queue,
+            "--workflow-id", wf_id, "--input", '{"request": "Verify ping", "requester": "alice"}',
+            "--input", '{"request": "Verify ping", "requester": "bob"}',
+        )
+        code, out, _ = await temporal(env, "workflow", "result", "--workflow-id", wf_id, "--output", "json", check=False)
+
+    assert code != 0
+    assert "takes one JSON argument, got 2" in out
+    events = await no_task_failures(env, wf_id)
+    assert events[-1] == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED
+
+
+async def test_connection_vars_from_the_temporal_cli_are_refused(
+    env: WorkflowEnvironment, settings: Settings, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    wf_id = f"cr-proxy-{uuid.uuid4().hex[:8]}"
+    request = {
+        "request": "Verify ping",
+        "requester": "alice",
+        "vars": {"ansible_ssh_common_args": f"-o ProxyCommand=\"sh -c 'id > {marker}'\""},
+    }
+    async with running_worker(env.client, settings):
+        await temporal(
+            env, "workflow", "start", "--type", "ChangeRequestWorkflow", "--task-queue", settings.task_queue,
+            "--workflow-id", wf_id, "--input", json.dumps(request),
+        )
+        code, out, _ = await temporal(env, "workflow", "result", "--workflow-id", wf_id, "--output", "json", check=False)
+
+    assert code != 0
+    assert "vars.ansible_ssh_common_args: is a name Ansible reserves" in out
+    assert not marker.exists()
+    await no_task_failures(env, wf_id)
+
+
+async def test_a_var_no_planned_playbook_accepts_is_refused_at_planning(
+    env: WorkflowEnvironment, settings: Settings, out_dir: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"  # the inventory sets out_dir; a requester may not move it
+    async with running_worker(env.client, settings):
+        handle = await start_request(env, settings, "Deploy hello", vars={"out_dir": str(elsewhere)})
+        result = await handle.result()
+
+    assert result.outcome == Phase.FAILED
+    assert "var 'out_dir' is not accepted by any planned playbook (hello-deploy.yml); they accept: greeting" in result.error
+    assert not elsewhere.exists() and not (out_dir / "hello.txt").exists()
+    [row] = db_rows(settings.database_url, "SELECT phase FROM change_requests WHERE id = :id", id=handle.id)
+    assert row["phase"] == "failed"
+
+
+async def test_a_value_of_the_wrong_type_is_refused_at_planning(env: WorkflowEnvironment, settings: Settings) -> None:
+    async with running_worker(env.client, settings):
+        handle = await start_request(env, settings, "Deploy hello", vars={"greeting": ["not", "a", "string"]})
+        result = await handle.result()
+
+    assert result.outcome == Phase.FAILED
+    assert "var 'greeting' must be of type str for hello-deploy.yml, got list" in result.error
+
+
+async def test_each_step_receives_only_the_vars_its_playbook_accepts(env: WorkflowEnvironment, settings: Settings) -> None:
+    settings = with_policy(settings, approvers=[])
+    async with running_worker(env.client, settings):
+        handle = await start_request(env, settings, "Deploy hello and configure hello", vars={"greeting": "hi"})
+        await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+        await handle.signal(ChangeRequestWorkflow.approve, {"approver": "bob"})  # type: ignore[arg-type]
+        assert (await handle.result()).outcome == Phase.SUCCEEDED
+
+    scheduled = [
+        json.loads(e.activity_task_scheduled_event_attributes.input.payloads[0].data)
+        async for e in handle.fetch_history_events()
+        if e.activity_task_scheduled_event_attributes.activity_type.name == "run_playbook"
+    ]
+    assert [(s["playbook"], s["vars"]) for s in scheduled] == [
+        ("hello-deploy.yml", {"greeting": "hi"}),
+        ("hello-configure.yml", {}),
+    ]
+
+
+# --- who approves ---------------------------------------------------------------------------
+
+
+async def test_lookalike_names_pass_neither_four_eyes_nor_quorum(env: WorkflowEnvironment, settings: Settings) -> None:
+    settings = with_policy(settings, approvers=[], required_approvals=2)
+    lookalikes = [*ALICE_LOOKALIKES, "bob", "b\u043eb", "BOB", "b\u00f6b"]
+    async with running_worker(env.client, settings):
+        handle = await start_request(env, settings, "Verify ping")
+        await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+        for name in lookalikes:
+            await handle.signal(ChangeRequestWorkflow.approve, {"approver": name})  # type: ignore[arg-type]
+
+        async def all_seen() -> Any:
+            status = await handle.query(ChangeRequestWorkflow.status)
+            assert len(status.refused) + len(status.approvals) == len(lookalikes)
+            return status
+
+        status = await assert_eventually(all_seen)
+        assert status.phase == Phase.AWAITING_APPROVAL
+        assert [a.who for a in status.approvals] == ["bob"], "one person, however spelled"
+        assert [r.who for r in status.refused] == [n.strip() for n in lookalikes if n != "bob"], "refusals keep the name as sent"
+
+        await handle.signal(ChangeRequestWorkflow.approve, {"approver": "Carol"})  # type: ignore[arg-type]
+        result = await handle.result()
+
+    assert result.outcome == Phase.SUCCEEDED
+    decisions = db_rows(
+        settings.database_url, "SELECT who, raw FROM decisions WHERE change_request_id = :id ORDER BY who", id=handle.id
+    )
+    assert decisions == [{"who": "bob", "raw": None}, {"who": "carol", "raw": "Carol"}]
+    [row] = db_rows(settings.database_url, "SELECT refused FROM change_requests WHERE id = :id", id=handle.id)
+    assert len(row["refused"]) == len(lookalikes) - 1
+
+
+async def test_the_requester_is_normalised_and_both_forms_are_audited(env: WorkflowEnvironment, settings: Settings) -> None:
+    async with running_worker(env.client, with_policy(settings, auto_approve_risk="low")):
+        handle = await start_request(env, settings, "Verify ping", requester="\uff21lice")  # fullwidth A
+        result = await handle.result()
+
+    assert result.outcome == Phase.SUCCEEDED
+    [row] = db_rows(settings.database_url, "SELECT requester, requester_raw FROM change_requests WHERE id = :id", id=handle.id)
+    assert row == {"requester": "alice", "requester_raw": "\uff21lice"}
+    [info] = [w async for w in env.client.list_workflows(f"WorkflowId = '{handle.id}'")]
+    assert info.search_attributes["SignoffRequester"] == ["alice"]
+
+
+# --- ids, audit and secrets -----------------------------------------------------------------
+
+LONG_IDS = {
+    "250 characters": "x" * 250,
+    "1000 characters": "cr-" + "y" * 997,
+    "slashes, dots, spaces and accents": "cr/../../etc passwd/" + "\u00e9" * 300,
+}
+
+
+@pytest.mark.parametrize("wf_id", list(LONG_IDS.values()), ids=list(LONG_IDS))
+async def test_any_legal_workflow_id_is_audited(env: WorkflowEnvironment, settings: Settings, wf_id: str) -> None:
+    settings = with_policy(settings, auto_approve_risk="low")
+    async with running_worker(env.client, settings):
+        with env.with_time_skipping_disabled():
+            handle = await env.client.start_workflow(
+                ChangeRequestWorkflow.run, {"request": "Verify ping", "requester": "alice"},  # type: ignore[arg-type]
+                id=wf_id, task_queue=settings.task_queue,
+            )
+        result = await handle.result()
+
+    assert result.outcome == Phase.SUCCEEDED and result.audit_commit
+    [row] = db_rows(settings.database_url, "SELECT phase, audit_commit FROM change_requests WHERE id = :id", id=wf_id)
+    assert row == {"phase": "succeeded", "audit_commit": result.audit_commit}
+    doc = committed_json(settings.audit_repo, result.audit_commit, f".audit/requests/{safe_name(wf_id)}.json")
+    assert doc["workflow_id"] == wf_id
+    assert len(safe_name(wf_id)) <= 100
+    assert git.Repo(settings.audit_repo).git.status("--porcelain") == ""
+
+
+async def test_a_git_audit_that_cannot_be_written_is_recorded_and_leaves_nothing(
+    env: WorkflowEnvironment, settings: Settings
+) -> None:
+    repo = git.Repo(settings.audit_repo)
+    (settings.audit_repo / ".audit").write_text("a file where the audit dir should be\n")
+    repo.index.add([".audit"])
+    repo.index.commit("block the audit dir")
+    settings = with_policy(settings, auto_approve_risk="low")
+    async with running_worker(env.client, settings):
+        handle = await start_request(env, settings, "Verify ping")
+        result = await handle.result()
+
+    assert result.outcome == Phase.SUCCEEDED, "the change itself ran"
+    assert result.audit_commit is None
+    assert "git audit commit failed: cannot write the audit files" in result.error
+    [row] = db_rows(settings.database_url, "SELECT phase, error FROM change_requests WHERE id = :id", id=handle.id)
+    assert row["phase"] == "succeeded", "the database row reaches its final phase"
+    assert "git audit commit failed" in row["error"]
+    assert repo.git.status("--porcelain") == "", "no untracked or modified file is left"
+
+
+async def test_secret_values_stay_out_of_postgres_and_git(env: WorkflowEnvironment, settings: Settings) -> None:
+    settings = with_policy(settings, auto_approve_risk="low")
+    extra_vars = {"launch_code": LAUNCH_CODE, "api_token": TOKEN, "label": "blue-label"}
+    async with running_worker(env.client, settings):
+        handle = await start_request(env, settings, "Configure leak", vars=extra_vars)
+        result = await handle.result()
+        status = await handle.query(ChangeRequestWorkflow.status)
+
+    assert result.outcome == Phase.SUCCEEDED
+    assert status.request.vars == {
+        "api_token": f"(secret, sha256:{fingerprint(TOKEN)})",
+        "label": "blue-label",
+        "launch_code": f"(secret, sha256:{fingerprint(LAUNCH_CODE)})",
+    }
+    dump = json.dumps(
+        [db_rows(settings.database_url, f"SELECT * FROM {table}") for table in ("change_requests", "decisions", "steps", "tasks")],
+        default=str,
+    )
+    repo = git.Repo(settings.audit_repo)
+    blobs = "".join(b.data_stream.read().decode() for b in repo.commit(result.audit_commit).tree.traverse() if b.type == "blob")
+    for kept in (dump, blobs, json.dumps(str(status))):
+        assert LAUNCH_CODE not in kept and TOKEN not in kept
+        assert "blue-label" in kept, "values that are not secret are kept, as the approver saw them"
+    [task] = db_rows(settings.database_url, "SELECT task, msg FROM tasks WHERE change_request_id = :id", id=handle.id)
+    assert task == {"task": "Use (secret)", "msg": "code is (secret), token is (secret), label is blue-label"}
+
+
+async def test_status_query_answers_after_input_that_failed_the_run(env: WorkflowEnvironment, settings: Settings) -> None:
+    deep: dict[str, Any] = {}
+    for _ in range(800):
+        deep = {"v": deep}
+    async with running_worker(env.client, settings):
+        handle = await env.client.start_workflow(
+            "ChangeRequestWorkflow", {"request": "Verify ping", "requester": "alice", "vars": deep},
+            id=f"cr-deep-{uuid.uuid4().hex[:8]}", task_queue=settings.task_queue,
+        )
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+        status = await handle.query(ChangeRequestWorkflow.status)
+
+    assert isinstance(failed.value.cause, ApplicationError)
+    assert "nested deeper than 32" in failed.value.cause.message
+    assert status.phase == Phase.PLANNING and status.request is None
