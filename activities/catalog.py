@@ -210,9 +210,10 @@ def _ordered(entries: list[CatalogEntry]) -> list[CatalogEntry]:
 
 
 class PlanningActivities:
-    def __init__(self, playbook_dir: Path, policy: ApprovalPolicy) -> None:
+    def __init__(self, playbook_dir: Path, policy: ApprovalPolicy, check_mode_preview: bool = True) -> None:
         self._playbook_dir = playbook_dir
         self._policy = policy
+        self._check_mode_preview = check_mode_preview
 
     @activity.defn(name="plan_change")
     def plan_change(self, inp: PlanInput) -> Plan:
@@ -252,4 +253,5 @@ class PlanningActivities:
             error=error,
             vars=shown,
             version=PLAN_VERSION,
+            check_mode_preview=self._check_mode_preview,
         )

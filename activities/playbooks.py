@@ -31,7 +31,15 @@ from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.extravars import Scrubber, secret_values
 from activities.rundirs import run_dir, write_private
-from workflows.types import ErrorType, PlaybookProgress, PlaybookResult, RunPlaybookInput, TaskRecord
+from workflows.types import (
+    ErrorType,
+    HostPreview,
+    PlaybookProgress,
+    PlaybookResult,
+    RunPlaybookInput,
+    StepPreview,
+    TaskRecord,
+)
 
 # ansible-runner event -> the status we record for that task on that host
 _RESULT_EVENTS = {
@@ -56,8 +64,8 @@ class _Recorder:
 
     def __init__(self, inp: RunPlaybookInput, attempt: int, scrub: Callable[[str], str]) -> None:
         self._inp = inp
-        self._attempt = attempt
-        self._scrub = scrub
+        self.attempt = attempt
+        self.scrub = scrub
         self.tasks: list[TaskRecord] = []
         self.progress = PlaybookProgress()
         self.errors: list[str] = []
@@ -68,7 +76,7 @@ class _Recorder:
             self.playbook_pid = int(event["pid"])  # events come from the ansible-playbook process
         kind = event.get("event", "")
         data = event.get("event_data") or {}
-        scrub = self._scrub
+        scrub = self.scrub
         if kind == "playbook_on_play_start":
             self.progress = replace(self.progress, play=scrub(str(data.get("play", ""))), task="", host="")
         elif kind == "playbook_on_task_start":
@@ -97,16 +105,16 @@ class _Recorder:
         seq = len(self.tasks) + 1
         self.tasks.append(
             TaskRecord(
-                task_id=f"{self._inp.workflow_id}.{self._inp.step}.{self._attempt}.{seq}",
+                task_id=f"{self._inp.workflow_id}.{self._inp.step}.{self.attempt}.{seq}",
                 step=self._inp.step,
-                attempt=self._attempt,
+                attempt=self.attempt,
                 seq=seq,
-                play=self._scrub(str(data.get("play", ""))),
-                task=self._scrub(str(data.get("task", ""))),
+                play=self.scrub(str(data.get("play", ""))),
+                task=self.scrub(str(data.get("task", ""))),
                 action=str(data.get("task_action", "")),
                 host=str(data.get("host", "")),
                 status=status,
-                msg=self._scrub(_message(res)),
+                msg=self.scrub(_message(res)),
                 duration=float(data.get("duration") or 0.0),
             )
         )
@@ -159,6 +167,42 @@ class PlaybookActivities:
 
     @activity.defn(name="run_playbook", no_thread_cancel_exception=True)
     def run_playbook(self, inp: RunPlaybookInput) -> PlaybookResult:
+        recorder = _Recorder(inp, activity.info().attempt, Scrubber(secret_values(inp.vars, inp.secret_vars)))
+        status, rc, tail = self._run(inp, recorder)
+        result = PlaybookResult(
+            playbook=inp.playbook,
+            step=inp.step,
+            attempt=recorder.attempt,
+            status=status,
+            rc=rc,
+            tasks=recorder.tasks,
+            progress=recorder.progress,
+        )
+        return _classify(result, recorder, tail)
+
+    @activity.defn(name="preview_playbook", no_thread_cancel_exception=True)
+    def preview_playbook(self, inp: RunPlaybookInput) -> StepPreview:
+        """The step in check mode (`--check --diff`): per host, what would change. A playbook
+        that cannot run in check mode gets "no preview" with the reason, never a failure."""
+        recorder = _Recorder(inp, activity.info().attempt, Scrubber(secret_values(inp.vars, inp.secret_vars)))
+        try:
+            status, rc, tail = self._run(inp, recorder, check=True)
+        except ApplicationError as err:
+            return StepPreview(step=inp.step, playbook=inp.playbook, available=False, reason=err.message)
+        if activity.is_cancelled():
+            raise CancelledError("preview cancelled; ansible-playbook was stopped")
+        hosts = _host_previews(recorder.tasks)
+        problem = next((t for t in recorder.tasks if t.status in ("failed", "unreachable")), None)
+        reason = None
+        if problem is not None:
+            reason = f"task {problem.task!r} {problem.status} in check mode on {problem.host}: {problem.msg}"
+        elif status != "successful":
+            reason = "\n".join(recorder.errors) or tail or f"ansible-playbook exited with rc {rc} in check mode"
+        return StepPreview(step=inp.step, playbook=inp.playbook, available=reason is None, hosts=hosts, reason=reason)
+
+    def _run(self, inp: RunPlaybookInput, recorder: _Recorder, check: bool = False) -> tuple[str, int, str]:
+        """ansible-playbook for one step, in a private run dir with the minimal environment;
+        returns ansible-runner's status, the exit code and the scrubbed ERROR lines."""
         playbook = (self._playbook_dir / inp.playbook).resolve()
         if not playbook.is_file() or not playbook.is_relative_to(self._playbook_dir):
             raise ApplicationError(
@@ -166,9 +210,6 @@ class PlaybookActivities:
                 type=ErrorType.PLAYBOOK_ERROR,
                 non_retryable=True,
             )
-        attempt = activity.info().attempt
-        scrub = Scrubber(secret_values(inp.vars, inp.secret_vars))
-        recorder = _Recorder(inp, attempt, scrub)
         with run_dir() as private_dir:
             if inp.vars:
                 write_private(private_dir / "env" / "extravars", unsafe_yaml(inp.vars))
@@ -178,6 +219,7 @@ class PlaybookActivities:
                 playbook=str(playbook),
                 inventory=str(self._inventory),
                 limit=inp.limit,
+                cmdline="--check --diff" if check else None,
                 quiet=True,
                 suppress_env_files=True,
                 settings={"pexpect_timeout": 1},
@@ -196,18 +238,27 @@ class PlaybookActivities:
                 k: v for k, v in runner.config.env.items() if k in self._env or k in _MARKERS or k not in os.environ
             }
             runner.run()
-            status, rc = str(runner.status), int(runner.rc if runner.rc is not None else -1)
-            tail = scrub(_tail(runner))
-        result = PlaybookResult(
-            playbook=inp.playbook,
-            step=inp.step,
-            attempt=attempt,
-            status=status,
-            rc=rc,
-            tasks=recorder.tasks,
-            progress=recorder.progress,
-        )
-        return _classify(result, recorder, tail)
+            return (
+                str(runner.status),
+                int(runner.rc if runner.rc is not None else -1),
+                recorder.scrub(_tail(runner)),
+            )
+
+
+def _host_previews(tasks: list[TaskRecord]) -> list[HostPreview]:
+    hosts: dict[str, HostPreview] = {}
+    for task in tasks:
+        seen = hosts.get(task.host) or HostPreview(host=task.host)
+        if task.status == "changed":
+            seen = replace(seen, changed=seen.changed + 1, would_change=[*seen.would_change, task.task])
+        elif task.status in ("failed", "unreachable"):
+            seen = replace(seen, failed=seen.failed + 1)
+        elif task.status == "skipped":
+            seen = replace(seen, skipped=seen.skipped + 1)
+        else:
+            seen = replace(seen, ok=seen.ok + 1)
+        hosts[task.host] = seen
+    return list(hosts.values())
 
 
 def _classify(result: PlaybookResult, recorder: _Recorder, tail: str) -> PlaybookResult:

@@ -80,6 +80,8 @@ def settings(tmp_path: Path, database_url: str, out_dir: Path) -> Settings:
         inventory=inventory,
         audit_repo=audit,
         policy=ApprovalPolicy(approvers=["bob", "carol"], required_approvals=1, timeout_seconds=3600),
+        # A check-mode run per step doubles Ansible's cost; tests of the preview turn it on.
+        check_mode_preview=False,
     )
 
 

@@ -9,7 +9,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from workflows.types import ApproveInput, ChangeRequestStatus, Phase, PlaybookProgress, RejectInput, StepStatus
+from workflows.types import (
+    ApproveInput,
+    ChangeRequestStatus,
+    Phase,
+    PlaybookProgress,
+    RejectInput,
+    StepPreview,
+    StepStatus,
+)
 
 
 def as_json(value: Any) -> str:
@@ -37,12 +45,29 @@ def plan_lines(status: ChangeRequestStatus) -> list[str]:
     if status.plan is None:
         return []
     width = max((len(s.playbook) for s in status.plan.steps), default=0)
-    lines = [
-        f"  {i}. {s.playbook:<{width}}  {s.action:<9} {s.service:<12} hosts: {s.hosts:<10} risk: {s.risk}"
-        + (f"  vars: {', '.join(s.vars)}" if s.vars else "")
-        for i, s in enumerate(status.plan.steps, 1)
-    ]
+    previews = {p.step: p for p in status.plan.preview}
+    lines = []
+    for i, s in enumerate(status.plan.steps, 1):
+        lines.append(
+            f"  {i}. {s.playbook:<{width}}  {s.action:<9} {s.service:<12} hosts: {s.hosts:<10} risk: {s.risk}"
+            + (f"  vars: {', '.join(s.vars)}" if s.vars else "")
+        )
+        if i in previews:
+            lines.extend(preview_lines(previews[i]))
     return lines + var_lines(status)
+
+
+def preview_lines(preview: StepPreview) -> list[str]:
+    """What check mode says the step would do, per host."""
+    if not preview.available:
+        return [f"     check: no preview ({preview.reason})"]
+    lines = []
+    for host in preview.hosts:
+        line = f"     check: {host.host}  {host.changed} to change, {host.ok} ok, {host.failed} failed"
+        if host.would_change:
+            line += f"  ({', '.join(host.would_change)})"
+        lines.append(line)
+    return lines or ["     check: no task would run"]
 
 
 def var_lines(status: ChangeRequestStatus) -> list[str]:

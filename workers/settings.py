@@ -27,6 +27,7 @@ class Settings:
     audit_repo: Path
     policy: ApprovalPolicy
     playbook_env: tuple[str, ...] = ()  # worker env vars playbooks also get (SIGNOFF_PLAYBOOK_ENV)
+    check_mode_preview: bool = True  # preview each step with --check --diff before approval (SIGNOFF_PREVIEW)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -48,6 +49,7 @@ class Settings:
                 auto_approve_risk=_choice(env, "SIGNOFF_AUTO_APPROVE_RISK", ("none", "low"), "none"),
             ),
             playbook_env=tuple(n.strip() for n in env.get("SIGNOFF_PLAYBOOK_ENV", "").split(",") if n.strip()),
+            check_mode_preview=_choice(env, "SIGNOFF_PREVIEW", ("on", "off"), "on") == "on",
         )
         problems = check_policy(settings.policy)
         if problems:

@@ -72,7 +72,7 @@ async def ensure_search_attributes(client: Client) -> None:
 
 
 def build_worker(client: Client, settings: Settings, engine: Engine, executor: ThreadPoolExecutor) -> Worker:
-    planning = PlanningActivities(settings.playbook_dir, settings.policy)
+    planning = PlanningActivities(settings.playbook_dir, settings.policy, settings.check_mode_preview)
     playbooks = PlaybookActivities(
         settings.playbook_dir, settings.inventory, playbook_env(os.environ, settings.playbook_env)
     )
@@ -86,6 +86,7 @@ def build_worker(client: Client, settings: Settings, engine: Engine, executor: T
         activities=[
             planning.plan_change,
             playbooks.run_playbook,
+            playbooks.preview_playbook,
             audit_db.record,
             audit_git.commit_audit,
         ],

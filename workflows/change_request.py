@@ -39,6 +39,7 @@ from workflows.types import (
     RejectInput,
     Risk,
     RunPlaybookInput,
+    StepPreview,
     StepState,
     StepStatus,
     TaskRecord,
@@ -66,6 +67,7 @@ SEARCH_ATTRIBUTES = (PHASE_ATTR, REQUESTER_ATTR, SERVICES_ATTR)
 # retries instead of sitting in a retry loop nobody sees.
 _BOOKKEEPING_TIMEOUT = timedelta(seconds=60)
 _BOOKKEEPING_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=6)
+_PREVIEW_TIMEOUT = timedelta(minutes=10)
 _PLAYBOOK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
     maximum_attempts=3,
@@ -126,6 +128,8 @@ class ChangeRequestWorkflow:
             self._status.error = plan.error or plan.unmatched or "no playbook matches the request"
             self._set_phase(Phase.FAILED)
             return
+        if plan.check_mode_preview and workflow.patched("check-mode-preview"):
+            plan = await self._preview(plan, request)
         if request.dry_run:
             self._set_phase(Phase.PLANNED)
             return
@@ -140,6 +144,31 @@ class ChangeRequestWorkflow:
                 self._set_phase(Phase.FAILED)
                 return
         self._set_phase(Phase.SUCCEEDED)
+
+    async def _preview(self, plan: Plan, request: ChangeRequestInput) -> Plan:
+        """Every step in check mode, side by side, before anyone is asked to approve."""
+
+        async def one(index: int) -> StepPreview:
+            run_input = self._run_input(index, plan, request)
+            try:
+                return await workflow.execute_activity_method(
+                    PlaybookActivities.preview_playbook,
+                    run_input,
+                    start_to_close_timeout=_PREVIEW_TIMEOUT,
+                    heartbeat_timeout=timedelta(seconds=30),
+                    retry_policy=RetryPolicy(maximum_attempts=2),
+                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    summary=f"preview step {index}: {run_input.playbook}",
+                )
+            except ActivityError as err:
+                if is_cancelled_exception(err):
+                    raise
+                return StepPreview(index, run_input.playbook, available=False, reason=_describe(err))
+
+        previews = await asyncio.gather(*(one(i) for i in range(1, len(plan.steps) + 1)))
+        plan = dataclasses.replace(plan, preview=list(previews))
+        self._status.plan = plan
+        return plan
 
     def _run_input(self, index: int, plan: Plan, request: ChangeRequestInput) -> RunPlaybookInput:
         step = plan.steps[index - 1]

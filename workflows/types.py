@@ -369,6 +369,27 @@ PLAN_VERSION = 2  # 2: each step receives only the vars its playbook accepts (Pl
 
 
 @dataclass(frozen=True)
+class HostPreview:
+    """What a step would do on one host, from a check-mode (`--check --diff`) run."""
+
+    host: str
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    would_change: list[str] = field(default_factory=list)  # names of the tasks that would change
+
+
+@dataclass(frozen=True)
+class StepPreview:
+    step: int
+    playbook: str
+    available: bool  # False: "no preview" (the playbook cannot run in check mode); `reason` says why
+    hosts: list[HostPreview] = field(default_factory=list)
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class Plan:
     steps: list[PlannedStep]
     risk: Risk
@@ -377,6 +398,8 @@ class Plan:
     error: str | None = None  # why the request cannot be planned although playbooks matched
     vars: list[PlannedVar] = field(default_factory=list)
     version: int = 1  # plans recorded before PLAN_VERSION 2 pass every var to every step
+    check_mode_preview: bool = False  # whether the workflow previews each step before approval
+    preview: list[StepPreview] = field(default_factory=list)  # filled in by the workflow
 
     @property
     def services(self) -> list[str]:
