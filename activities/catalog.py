@@ -1,257 +1,206 @@
-"""Playbook catalog and planning: which playbooks does a plain-words request ask for?
+"""Planning: from a plain-words request to the plan an approver signs.
 
-A playbook may open with a `# signoff:` header in YAML comments (DESIGN.md section 4); one
-without is catalogued from its file name, `<service>-<action>.yml`. Matching is deliberately
-simple: a playbook is planned when the request names its service (or an alias) and a word for
-its action.
+The pieces, each in its own module: discovery of the playbook repo (activities.discovery,
+cached in PostgreSQL by activities.playbook_cache), request understanding (activities.intent),
+where each step runs (activities.inventory, Ansible's own inventory API) and which vars it may
+receive (activities.extravars). `Planner` joins them; the `plan_change` activity and
+`signoff plan` both call it, so the CLI shows exactly what the workflow would plan.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
 from temporalio import activity
 
-from activities.extravars import VAR_TYPES, StepVars, VarsRefused, ansible_reserves, plan_vars
-from workflows.types import PLAN_VERSION, Action, ApprovalPolicy, Plan, PlanInput, PlannedStep, Risk, VarSpec
+from activities.discovery import Catalog, Entry, discover
+from activities.extravars import StepVars, VarsRefused, plan_vars
+from activities.intent import CatalogIndex, Intent, Step, plan_request
+from activities.inventory import Inventory, InventoryError
+from workflows.types import (
+    PLAN_VERSION,
+    ApprovalPolicy,
+    Plan,
+    PlanInput,
+    PlannedStep,
+    PlannedVar,
+    Risk,
+    UnmatchedClause,
+    VarSpec,
+)
 
-MAX_PLAYBOOK_BYTES = 1 << 20
-
-ACTION_WORDS: dict[Action, tuple[str, ...]] = {
-    Action.DEPLOY: ("deploy", "install", "set up", "setup", "provision", "roll out", "rollout"),
-    Action.CONFIGURE: ("configure", "config", "add", "set", "change", "register"),
-    Action.UPDATE: ("update", "upgrade", "bump", "patch"),
-    Action.RESTART: ("restart", "reboot", "bounce", "reload"),
-    Action.VERIFY: ("verify", "check", "test", "health"),
-    Action.REMOVE: ("remove", "delete", "uninstall", "decommission", "tear down", "teardown"),
-}
-DEFAULT_RISK: dict[Action, Risk] = {
-    Action.DEPLOY: Risk.MEDIUM,
-    Action.CONFIGURE: Risk.MEDIUM,
-    Action.UPDATE: Risk.MEDIUM,
-    Action.RESTART: Risk.MEDIUM,
-    Action.VERIFY: Risk.LOW,
-    Action.REMOVE: Risk.HIGH,
-}
-
-
-@dataclass(frozen=True)
-class CatalogEntry:
-    path: str  # relative to the playbook dir
-    service: str = ""
-    action: Action = Action.DEPLOY
-    description: str = ""
-    aliases: tuple[str, ...] = ()
-    required_vars: tuple[str, ...] = ()
-    risk: Risk = Risk.MEDIUM
-    after: tuple[str, ...] = ()
-    hosts: str = "all"
-    vars: dict[str, VarSpec] = field(default_factory=dict)  # what a request may set (header `vars:`)
-    broken: str | None = None  # why the file could not be catalogued
-
-    @property
-    def stem(self) -> str:
-        return Path(self.path).stem
+_TEMPLATED = "set by var"
+_MAX_OFFERED = 20
 
 
 @dataclass
-class Catalog:
-    entries: list[CatalogEntry] = field(default_factory=list)
+class Draft:
+    """A plan before the policy is attached: steps, or why there are none."""
+
+    steps: list[PlannedStep] = field(default_factory=list)
+    vars: list[PlannedVar] = field(default_factory=list)
+    error: str | None = None
+    unmatched: list[UnmatchedClause] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
 
     @property
-    def usable(self) -> list[CatalogEntry]:
-        return [e for e in self.entries if e.broken is None]
+    def risk(self) -> Risk:
+        return max((s.risk for s in self.steps), key=lambda r: r.rank, default=Risk.LOW)
 
 
-def discover(playbook_dir: Path) -> Catalog:
-    files = sorted(p for pattern in ("*.yml", "*.yaml") for p in playbook_dir.glob(pattern))
-    return Catalog([catalog_entry(playbook_dir, path) for path in files])
+class Planner:
+    """Plans requests against one playbook repo and one inventory.
+
+    `load_catalog` is how discovery happens: plain `discover` by default, or the PostgreSQL
+    cache. The index built from a catalog is kept while the catalog is unchanged, so repeated
+    and concurrent plans share it instead of rebuilding it.
+    """
+
+    def __init__(
+        self,
+        playbook_dir: Path,
+        inventory: Path,
+        load_catalog: Callable[[Path], Catalog] = discover,
+    ) -> None:
+        self.playbook_dir = playbook_dir
+        self.inventory_path = inventory
+        self._load_catalog = load_catalog
+        self._lock = threading.Lock()
+        self._index: tuple[tuple[tuple[str, str], ...], CatalogIndex] | None = None
+
+    def catalog(self) -> Catalog:
+        return self._load_catalog(self.playbook_dir)
+
+    def index(self, catalog: Catalog) -> CatalogIndex:
+        key = tuple((e.path, e.sha256) for e in catalog.entries)
+        with self._lock:
+            if self._index is not None and self._index[0] == key:
+                return self._index[1]
+        index = CatalogIndex(catalog)
+        with self._lock:
+            self._index = (key, index)
+        return index
+
+    def plan(self, request: str, limit: str | None = None, request_vars: Mapping[str, Any] | None = None) -> Draft:
+        request_vars = dict(request_vars or {})
+        try:
+            inventory = Inventory.load(self.inventory_path)
+        except InventoryError as err:
+            return Draft(error=f"cannot read the inventory: {err}")
+        catalog = self.catalog()
+        intent = plan_request(request, self.index(catalog), target_names=inventory.names())
+        if intent.error or not intent.steps:
+            return _refusal(intent, catalog)
+        steps: list[PlannedStep] = []
+        for step in intent.steps:
+            planned = _place(step, limit, inventory, request_vars)
+            if isinstance(planned, str):
+                return Draft(error=f"step {len(steps) + 1} ({step.playbook}): {planned}", excluded=list(intent.excluded))
+            steps.append(planned)
+        try:
+            per_step, shown = plan_vars(request_vars, [_step_vars(s.entry) for s in intent.steps])
+        except VarsRefused as err:
+            return Draft(steps=steps, error=str(err), excluded=list(intent.excluded))
+        steps = [_with_vars(s, names) for s, names in zip(steps, per_step, strict=True)]
+        return Draft(steps=steps, vars=shown, excluded=list(intent.excluded))
 
 
-def catalog_entry(playbook_dir: Path, path: Path) -> CatalogEntry:
-    rel = str(path.relative_to(playbook_dir))
+def _refusal(intent: Intent, catalog: Catalog) -> Draft:
+    unmatched = [UnmatchedClause(u.clause, u.reason, list(u.suggestions)) for u in intent.unmatched]
+    error = intent.error or "nothing in the request maps to a playbook"
+    if not intent.steps and not any(u.suggestions for u in intent.unmatched):
+        error += f"; the catalog has: {_offer(catalog)}"
+    return Draft(error=error, unmatched=unmatched)
+
+
+def _offer(catalog: Catalog, most: int = _MAX_OFFERED) -> str:
+    """What a request could ask for, short even for a repo of 1,000 playbooks."""
+    offered = sorted({f"{e.service} ({e.action})" for e in catalog.entries})
+    if not offered:
+        return "no playbooks"
+    more = f", and {len(offered) - most} more (signoff playbooks)" if len(offered) > most else ""
+    return ", ".join(offered[:most]) + more
+
+
+def _place(step: Step, limit: str | None, inventory: Inventory, request_vars: Mapping[str, Any]) -> PlannedStep | str:
+    """Where the step runs: the playbook's hosts, narrowed by the request's pattern and by a
+    target the request names. A target that matches nothing never widens anything: it is
+    shown as unmatched, beside the hosts the step really touches. Returns why not, as text."""
+    entry = step.entry
+    patterns = [h for h in entry.hosts if not h.startswith(_TEMPLATED)]
+    for var in entry.host_vars:  # `hosts: "{{ var }}"`: the var's value is the pattern
+        value = request_vars.get(var)
+        if isinstance(value, str) and value.strip():
+            patterns.append(value.strip())
+    narrowing = [limit] if limit else []
+    unmatched_target = None
+    if step.target_phrase:
+        found = inventory.match_target(step.target_phrase)
+        if found.pattern is not None:
+            narrowing.append(found.pattern)
+        else:
+            unmatched_target = f"{step.target_phrase!r}: {found.why}"
+    step_limit = ":&".join(narrowing) or None
     try:
-        if path.stat().st_size > MAX_PLAYBOOK_BYTES:
-            return CatalogEntry(rel, broken=f"larger than {MAX_PLAYBOOK_BYTES} bytes")
-        text = path.read_text(encoding="utf-8")
-        plays = yaml.safe_load(text)
-        header = _header(text)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        return CatalogEntry(rel, broken=f"not valid YAML: {_first_line(err)}")
-    except (ValueError, TypeError) as err:
-        return CatalogEntry(rel, broken=f"bad signoff header: {err}")
-    if not isinstance(plays, list) or not plays or not all(isinstance(p, dict) for p in plays):
-        return CatalogEntry(rel, broken="not a playbook: expected a list of plays")
-    first = plays[0]
-    # `<service>-<action>.yml`; a name without a known action is a deploy of the whole stem.
-    prefix, _, suffix = path.stem.rpartition("-")
-    if suffix not in set(Action):
-        prefix, suffix = path.stem, Action.DEPLOY
-    action = Action(header.get("action", suffix))  # a header action was checked by _header
-    service = str(header.get("service") or prefix)
-    hosts = first.get("hosts", "all")
-    try:
-        risk = Risk(str(header.get("risk", DEFAULT_RISK[action])).lower())
-        return CatalogEntry(
-            path=rel,
-            service=service,
-            action=action,
-            description=str(header.get("description") or first.get("name") or path.stem),
-            aliases=_strings(header.get("aliases")),
-            required_vars=_strings(header.get("required_vars")),
-            risk=risk,
-            after=_strings(header.get("after")),
-            hosts=",".join(hosts) if isinstance(hosts, list) else str(hosts),
-            vars=var_specs(header.get("vars")),
-        )
-    except ValueError as err:
-        return CatalogEntry(rel, broken=f"bad signoff header: {err}")
+        hosts = inventory.step_hosts(patterns, step_limit) if patterns else []
+    except InventoryError as err:
+        return str(err)
+    needed = sorted({*entry.required_vars, *entry.host_vars})
+    defined = inventory.defined_vars(hosts) if hosts else frozenset()
+    missing = [name for name in needed if name not in request_vars and name not in defined]
+    if missing:
+        return f"needs vars {', '.join(missing)}: set them in the request's vars or the inventory"
+    if not hosts:
+        where = f" within {step_limit}" if step_limit else ""
+        return f"would touch no host: its hosts ({', '.join(entry.hosts) or 'none'}) match nothing in the inventory{where}"
+    return PlannedStep(
+        playbook=entry.path,
+        service=step.service,
+        action=step.action,
+        description=entry.description or entry.stem,
+        risk=Risk(step.risk),
+        hosts=", ".join(entry.hosts),
+        required_vars=list(entry.required_vars),
+        reason=step.reason,
+        limit=step_limit,
+        unmatched_target=unmatched_target,
+        host_list=hosts,
+        sha256=entry.sha256,
+        timeout_seconds=entry.timeout,
+        idle_timeout_seconds=entry.idle_timeout,
+    )
 
 
-def _header(text: str) -> dict[str, Any]:
-    """The `# signoff:` block of leading comment lines, parsed as YAML."""
-    lines: list[str] = []
-    in_header = False
-    for line in text.splitlines():
-        if not line.startswith("#"):
-            if line.strip() and (in_header or not line.startswith("---")):
-                break
-            continue
-        body = line[1:]
-        if body.strip().startswith("signoff:"):
-            in_header = True
-        if in_header:
-            lines.append(body[1:] if body.startswith(" ") else body)
-    if not lines:
-        return {}
-    parsed = yaml.safe_load("\n".join(lines))
-    header = parsed.get("signoff") if isinstance(parsed, dict) else None
-    if not isinstance(header, dict):
-        raise ValueError("`signoff:` must be a mapping")
-    if "action" in header:
-        Action(str(header["action"]).lower())  # raises ValueError naming the bad action
-        header["action"] = str(header["action"]).lower()
-    return header
+def _step_vars(entry: Entry) -> StepVars:
+    declared = {v.name: VarSpec(type=v.type, secret=v.secret) for v in entry.vars}
+    return StepVars(entry.path, declared, (*entry.required_vars, *entry.host_vars))
 
 
-def var_specs(value: object) -> dict[str, VarSpec]:
-    """A header's `vars:`: a list of names, or a mapping of name to `{type, secret}`."""
-    if value is None:
-        return {}
-    if isinstance(value, list):
-        value = {str(name): None for name in value}
-    if not isinstance(value, dict):
-        raise ValueError("`vars:` must be a list of names or a mapping of name to {type, secret}")
-    specs = {}
-    for name, spec in value.items():
-        name = str(name)
-        if ansible_reserves(name):
-            raise ValueError(f"`vars:` declares {name!r}, a name Ansible reserves")
-        spec = spec or {}
-        if not isinstance(spec, dict) or set(spec) - {"type", "secret", "description"}:
-            raise ValueError(f"`vars.{name}` must be a mapping with `type` and/or `secret`")
-        kind = spec.get("type")
-        if kind is not None and kind not in VAR_TYPES:
-            raise ValueError(f"`vars.{name}.type` must be one of {', '.join(sorted(VAR_TYPES))}")
-        specs[name] = VarSpec(type=kind, secret=bool(spec.get("secret", False)))
-    return specs
-
-
-def _strings(value: object) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list):
-        return tuple(str(v) for v in value)
-    raise ValueError(f"expected a list of strings, got {value!r}")
-
-
-def _first_line(err: Exception) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-
-
-def _mentions(text: str, phrase: str) -> bool:
-    return re.search(rf"(?<![\w-]){re.escape(phrase.lower())}(?![\w-])", text) is not None
-
-
-def match(request: str, catalog: Catalog) -> list[CatalogEntry]:
-    """Playbooks whose service and action the request names, in the order they must run."""
-    text = " ".join(request.lower().split())
-    chosen = []
-    for entry in catalog.usable:
-        names = {entry.service, entry.service.replace("-", " "), *entry.aliases}
-        if any(_mentions(text, n) for n in names) and any(
-            _mentions(text, w) for w in ACTION_WORDS[entry.action]
-        ):
-            chosen.append(entry)
-    return _ordered(chosen)
-
-
-def _ordered(entries: list[CatalogEntry]) -> list[CatalogEntry]:
-    """Action order (deploy before configure ...), then `after:` constraints on top."""
-    actions = list(Action)
-    pending = sorted(entries, key=lambda e: (actions.index(e.action), e.path))
-    stems = {e.stem for e in pending}
-    ordered: list[CatalogEntry] = []
-    while pending:
-        done = {e.stem for e in ordered}
-        ready = next(
-            (e for e in pending if all(a in done or a not in stems for a in e.after)),
-            pending[0],  # a cycle in `after:`: fall back to action order rather than hang
-        )
-        ordered.append(ready)
-        pending.remove(ready)
-    return ordered
+def _with_vars(step: PlannedStep, names: list[str]) -> PlannedStep:
+    return replace(step, vars=names)
 
 
 class PlanningActivities:
-    def __init__(self, playbook_dir: Path, policy: ApprovalPolicy, check_mode_preview: bool = True) -> None:
-        self._playbook_dir = playbook_dir
+    def __init__(self, planner: Planner, policy: ApprovalPolicy, check_mode_preview: bool = True) -> None:
+        self._planner = planner
         self._policy = policy
         self._check_mode_preview = check_mode_preview
 
     @activity.defn(name="plan_change")
     def plan_change(self, inp: PlanInput) -> Plan:
-        catalog = discover(self._playbook_dir)
-        entries = match(inp.request, catalog)
-        error = None
-        step_vars: list[list[str]] = [[] for _ in entries]
-        shown = []
-        if entries:
-            try:
-                step_vars, shown = plan_vars(inp.vars, [StepVars(e.path, e.vars, e.required_vars) for e in entries])
-            except VarsRefused as err:
-                error = str(err)
-        steps = [
-            PlannedStep(
-                playbook=e.path,
-                service=e.service,
-                action=e.action,
-                description=e.description,
-                risk=e.risk,
-                hosts=inp.inventory or e.hosts,
-                required_vars=list(e.required_vars),
-                vars=names,
-            )
-            for e, names in zip(entries, step_vars, strict=True)
-        ]
-        unmatched = None
-        if not steps:
-            known = ", ".join(sorted({f"{e.service} ({e.action})" for e in catalog.usable})) or "none"
-            unmatched = f"no playbook in the catalog matches {inp.request!r}; known: {known}"
-        risk = max((s.risk for s in steps), key=lambda r: r.rank, default=Risk.LOW)
+        draft = self._planner.plan(inp.request, inp.inventory, inp.vars)
         return Plan(
-            steps=steps,
-            risk=risk,
+            steps=draft.steps if draft.error is None else [],
+            risk=draft.risk,
             policy=self._policy,
-            unmatched=unmatched,
-            error=error,
-            vars=shown,
+            error=draft.error,
+            vars=draft.vars if draft.error is None else [],
             version=PLAN_VERSION,
             check_mode_preview=self._check_mode_preview,
+            unmatched_clauses=draft.unmatched,
+            excluded=draft.excluded,
         )

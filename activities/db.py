@@ -12,7 +12,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text, create_engine, func, text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, Integer, String, Text, create_engine, func, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -85,6 +85,22 @@ class TaskRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     msg: Mapped[str] = mapped_column(Text)
     duration: Mapped[float] = mapped_column(Float)
+
+
+class PlaybookCacheRow(Base):
+    """One playbook file as discovery read it; reused while its size and mtime, or else its
+    content hash, are unchanged and it was parsed by the same parser version."""
+
+    __tablename__ = "playbook_cache"
+
+    root: Mapped[str] = mapped_column(Text, primary_key=True)  # the resolved playbook dir
+    path: Mapped[str] = mapped_column(Text, primary_key=True)  # relative, posix
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    parser: Mapped[int] = mapped_column(Integer)
+    item: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 def make_engine(url: str) -> Engine:

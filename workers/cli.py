@@ -9,12 +9,15 @@ import shutil
 import signal
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from activities.catalog import Planner
+from activities.discovery import discover
 from workers import ops, render
 from workers.devstack import dev_stack, embedded_database_url, free_port
 from workers.settings import ConfigError, Settings
@@ -23,7 +26,15 @@ from workers.worker import connect as _connect
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from workflows.types import ApproveInput, ChangeRequestInput, ChangeRequestStatus, Phase, RejectInput
+from workflows.types import (
+    ApproveInput,
+    ChangeRequestInput,
+    ChangeRequestStatus,
+    InvalidInput,
+    Phase,
+    RejectInput,
+    parse_input,
+)
 
 app = typer.Typer(
     help="Plain-words infrastructure changes: plan, approve, run Ansible, audit — on Temporal.",
@@ -180,6 +191,54 @@ def audit(request_id: RequestId) -> None:
         database_url = settings.database_url or embedded_database_url(settings.data_dir)
         for line in ops.audit_report(database_url, settings.audit_repo, request_id, found.audit_commit):
             console.print(line)
+
+    _run(main())
+
+
+@app.command()
+def plan(
+    request: Annotated[str, typer.Argument(help="The change, in plain words.")],
+    playbooks: Annotated[Path | None, typer.Option(help="Playbook repo (default: SIGNOFF_PLAYBOOK_DIR).")] = None,
+    inventory: Annotated[Path | None, typer.Option(help="Ansible inventory (default: SIGNOFF_INVENTORY).")] = None,
+    limit: Annotated[str | None, typer.Option(help="Limit to this group or host pattern.")] = None,
+    var: Annotated[list[str] | None, typer.Option(help="Extra var KEY=VALUE (VALUE may be JSON); repeatable.")] = None,
+    json: Json = False,
+) -> None:
+    """Plan a request without Temporal, exactly as a worker would; exit 1 unless all of it is planned."""
+
+    async def main() -> int:
+        settings = Settings.from_env()
+        request_vars = dict(ops.parse_var(v) for v in var or [])
+        try:
+            change = parse_input({"request": request, "requester": "signoff-plan", "inventory": limit, "vars": request_vars})
+        except InvalidInput as err:
+            raise ops.OperationError(str(err)) from None
+        planner = Planner(playbooks or settings.playbook_dir, inventory or settings.inventory)
+        draft = await asyncio.to_thread(planner.plan, change.request, change.inventory, change.vars)
+        if json:
+            console.print_json(render.as_json(render.draft_json(request, draft)))
+        else:
+            for line in render.draft_lines(draft):
+                console.print(line)
+        return 1 if draft.error or not draft.steps else 0
+
+    _run(main())
+
+
+@app.command()
+def playbooks(
+    playbook_dir: Annotated[Path | None, typer.Option("--playbooks", help="Playbook repo (default: SIGNOFF_PLAYBOOK_DIR).")] = None,
+    json: Json = False,
+) -> None:
+    """List the playbook catalog: what each playbook does, and what was skipped or is broken, and why."""
+
+    async def main() -> None:
+        found = await asyncio.to_thread(discover, playbook_dir or Settings.from_env().playbook_dir)
+        if json:
+            console.print_json(render.as_json(found))
+        else:
+            for line in render.catalog_lines(found):
+                console.print(line)
 
     _run(main())
 

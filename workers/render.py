@@ -9,6 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from activities.catalog import Draft
+from activities.discovery import Catalog
 from workflows.types import (
     ApproveInput,
     ChangeRequestStatus,
@@ -138,3 +140,59 @@ def progress_line(step: int, total: int, playbook: str, progress: PlaybookProgre
     )
     counts = f"ok={progress.ok} changed={progress.changed} failed={progress.failed + progress.unreachable}"
     return f"  step {step}/{total} {playbook}  {where}  {counts}".rstrip()
+
+
+def draft_json(request: str, draft: Draft) -> dict[str, Any]:
+    """`signoff plan --json`: steps (paths relative to the playbook dir), or error + unmatched."""
+    return {
+        "request": request,
+        "steps": [
+            {
+                "playbook": s.playbook,
+                "action": s.action,
+                "service": s.service,
+                "hosts": s.host_list,
+                "host_patterns": s.hosts,
+                "limit": s.limit,
+                "unmatched_target": s.unmatched_target,
+                "risk": str(s.risk),
+                "reason": s.reason,
+                "vars": s.vars,
+            }
+            for s in draft.steps
+        ],
+        "risk": str(draft.risk),
+        "vars": [dataclasses.asdict(v) for v in draft.vars],
+        "excluded": draft.excluded,
+        "error": draft.error,
+        "unmatched": [dataclasses.asdict(u) for u in draft.unmatched],
+    }
+
+
+def draft_lines(draft: Draft) -> list[str]:
+    lines = []
+    for i, s in enumerate(draft.steps, 1):
+        lines.append(f"{i}. {s.playbook}  {s.action} {s.service}  risk: {s.risk}  hosts: {', '.join(s.host_list)}")
+        lines.append(f"   why: {s.reason}")
+        if s.unmatched_target:
+            lines.append(f"   target not applied: {s.unmatched_target}")
+    lines.extend(f"   not doing: {clause}" for clause in draft.excluded)
+    lines.extend(f"   var {v.name} = {v.shown}" for v in draft.vars)
+    if draft.error:
+        lines.append(f"cannot plan: {draft.error}")
+    for u in draft.unmatched:
+        hint = f" (closest: {', '.join(u.suggestions)})" if u.suggestions else ""
+        lines.append(f"  {u.clause!r}: {u.reason}{hint}")
+    return lines
+
+
+def catalog_lines(catalog: Catalog) -> list[str]:
+    lines = [f"{len(catalog.entries)} playbooks, {len(catalog.skipped)} files skipped, {len(catalog.broken)} broken"]
+    width = max((len(e.path) for e in catalog.entries), default=0)
+    lines.extend(
+        f"  {e.path:<{width}}  {e.action:<10} {e.service:<16} risk: {e.risk:<6} hosts: {', '.join(e.hosts)}"
+        for e in catalog.entries
+    )
+    lines.extend(f"  broken: {b.path}: {b.reason}" for b in catalog.broken)
+    lines.extend(f"  skipped: {s.path}: {s.reason}" for s in catalog.skipped)
+    return lines

@@ -20,8 +20,9 @@ from temporalio.worker import Worker
 
 from activities.audit_db import AuditDbActivities
 from activities.audit_git import AuditGitActivities, init_repo
-from activities.catalog import PlanningActivities
+from activities.catalog import Planner, PlanningActivities
 from activities.db import make_engine, migrate
+from activities.playbook_cache import CatalogCache
 from activities.playbooks import PlaybookActivities, playbook_env
 from activities.rundirs import remove_stale_runs
 from workers.settings import Settings
@@ -72,7 +73,8 @@ async def ensure_search_attributes(client: Client) -> None:
 
 
 def build_worker(client: Client, settings: Settings, engine: Engine, executor: ThreadPoolExecutor) -> Worker:
-    planning = PlanningActivities(settings.playbook_dir, settings.policy, settings.check_mode_preview)
+    planner = Planner(settings.playbook_dir, settings.inventory, CatalogCache(engine).load)
+    planning = PlanningActivities(planner, settings.policy, settings.check_mode_preview)
     playbooks = PlaybookActivities(
         settings.playbook_dir, settings.inventory, playbook_env(os.environ, settings.playbook_env)
     )

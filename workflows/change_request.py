@@ -21,7 +21,6 @@ from temporalio.workflow import ActivityCancellationType
 from workflows.types import (
     MAX_INPUT_BYTES,
     NOT_YET_PLANNED,
-    PLAN_VERSION,
     WORKFLOW_TYPE,
     ApproveInput,
     AuditRecord,
@@ -172,15 +171,14 @@ class ChangeRequestWorkflow:
 
     def _run_input(self, index: int, plan: Plan, request: ChangeRequestInput) -> RunPlaybookInput:
         step = plan.steps[index - 1]
-        if plan.version >= PLAN_VERSION:
-            step_vars = {name: request.vars[name] for name in step.vars}
-        else:  # a plan approved before per-step vars existed runs as it was approved
-            step_vars = request.vars
+        # A plan recorded by an earlier release runs as it was approved.
+        step_vars = {name: request.vars[name] for name in step.vars} if plan.version >= 2 else request.vars
+        limit = step.limit if plan.version >= 3 else request.inventory
         return RunPlaybookInput(
             workflow_id=self._status.workflow_id,
             step=index,
             playbook=step.playbook,
-            limit=request.inventory,
+            limit=limit,
             vars=step_vars,
             secret_vars=[v.name for v in plan.vars if v.secret],
         )

@@ -87,17 +87,6 @@ class Risk(enum.StrEnum):
         return list(Risk).index(self)
 
 
-class Action(enum.StrEnum):
-    """What a playbook does, in the order steps run when a request asks for several."""
-
-    DEPLOY = "deploy"
-    CONFIGURE = "configure"
-    UPDATE = "update"
-    RESTART = "restart"
-    VERIFY = "verify"
-    REMOVE = "remove"
-
-
 class StepState(enum.StrEnum):
     PENDING = "pending"
     RUNNING = "running"
@@ -357,15 +346,33 @@ class PlannedVar:
 class PlannedStep:
     playbook: str  # path relative to the playbook dir
     service: str
-    action: Action
+    action: str  # deploy, configure, update, restart, ... or the playbook's own verb
     description: str
     risk: Risk
-    hosts: str
+    hosts: str  # the playbook's host patterns, or "set by var `x`"
     required_vars: list[str] = field(default_factory=list)
     vars: list[str] = field(default_factory=list)  # names of the request's vars this step receives
+    reason: str = ""  # the words of the request that chose this step
+    limit: str | None = None  # the host pattern this step runs with (--limit), if any
+    unmatched_target: str | None = None  # a target phrase that matched nothing, and why (not applied)
+    host_list: list[str] = field(default_factory=list)  # the hosts the step will really touch
+    sha256: str = ""  # of the playbook file when planned
+    timeout_seconds: int | None = None  # header `timeout:`
+    idle_timeout_seconds: int | None = None  # header `idle_timeout:`
 
 
-PLAN_VERSION = 2  # 2: each step receives only the vars its playbook accepts (PlannedStep.vars)
+@dataclass(frozen=True)
+class UnmatchedClause:
+    """A part of the request no playbook answers: planning fails naming it."""
+
+    clause: str
+    reason: str
+    suggestions: list[str] = field(default_factory=list)
+
+
+# 2: each step receives only the vars its playbook accepts (PlannedStep.vars)
+# 3: each step runs with its own limit (PlannedStep.limit): the request's pattern and its target
+PLAN_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -400,6 +407,8 @@ class Plan:
     version: int = 1  # plans recorded before PLAN_VERSION 2 pass every var to every step
     check_mode_preview: bool = False  # whether the workflow previews each step before approval
     preview: list[StepPreview] = field(default_factory=list)  # filled in by the workflow
+    unmatched_clauses: list[UnmatchedClause] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)  # what the request said not to do
 
     @property
     def services(self) -> list[str]:

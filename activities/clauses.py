@@ -1,0 +1,182 @@
+"""Reading a request: cut into clauses, and what each clause says.
+
+The request is cut at "and", "then", ",", "before", "after", "but", "without"... (the connector
+is kept for intent to give "before", "after" and "without" their meaning) and each clause is
+read on its own: its verb (the first real one, see `vocabulary.choose_verb`), the services it
+names (the longest catalog name wins: "grafana lab" over "grafana"), a pronoun or generic noun
+pointing back ("it", "them", "the service"), negation ("do not", "without"), and leftover words
+that are none of these. A target phrase ("on nas01", "on group media", "to homelab" when
+homelab is an inventory name) is cut out first and kept as written; "on X" is a target whatever
+X is, "to/in/from X" only when X is a known target name. A phrasal verb's particle may follow
+its object ("back it up"). What the clauses mean together is intent's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from activities import vocabulary as vocab
+from activities.vocabulary import Token, Verb
+
+Key = tuple[str, ...]  # a normalised service name: ("grafana", "lab")
+
+
+class NameIndex(Protocol):
+    """What reading needs of a catalog: its service names and its own verbs."""
+
+    @property
+    def verbs(self) -> Mapping[Key, Verb]: ...  # verbs only this catalog has ("frobnicate")
+
+    def match_name(self, norms: Sequence[str], i: int) -> tuple[int, Key] | None:
+        """The longest service name starting at `norms[i]`, with how many words it spans."""
+        ...
+
+
+@dataclass
+class Clause:
+    """One clause of a request and what it says; intent plans from these."""
+
+    text: str
+    start: int  # offset of `text` in the request; tokens carry request offsets
+    connector: str
+    tokens: list[Token]
+    target: str | None = None
+    negated: bool = False
+    verb: Verb | None = None
+    verb_raw: str = ""
+    services: list[tuple[Key, str]] = field(default_factory=list)
+    pronoun: str = ""  # "it" or "them"
+    pronoun_raw: str = ""
+    leftovers: list[Token] = field(default_factory=list)
+    lead: str = ""  # a leftover word before any verb or service
+    words: set[str] = field(default_factory=set)
+
+
+def read_clauses(request: str, index: NameIndex, target_names: Collection[str] = ()
+                 ) -> list[Clause]:
+    """Every clause of `request` in order, each read against `index` and the target names."""
+    targets = {tuple(vocab.words(n)) for n in target_names} - {()}
+    return [_read(c, index, targets) for c in _split(request, vocab.tokenize(request))]
+
+
+def _split(request: str, tokens: list[Token]) -> list[Clause]:
+    clauses: list[Clause] = []
+    current: list[Token] = []
+    connector: list[str] = []
+    start: int | None = None  # a clause's text starts at its first word, connector included
+
+    def close() -> None:
+        if current and start is not None:
+            clauses.append(Clause(request[start:current[-1].end], start, " ".join(connector),
+                                  list(current)))
+    i = 0
+    while i < len(tokens):
+        lows = tuple(t.raw.lower() for t in tokens[i:i + 3])
+        hit = next((s for s in vocab.SPLITTERS if lows[:len(s)] == s), None)
+        if hit is None:
+            start = tokens[i].start if start is None else start
+            current.append(tokens[i])
+            i += 1
+            continue
+        if current:
+            close()
+            current, connector, start = [], [], None
+        if start is None and hit[0][0].isalnum():
+            start = tokens[i].start
+        connector.extend(hit)
+        i += len(hit)
+    close()
+    return clauses
+
+
+def _read(c: Clause, index: NameIndex, targets: set[Key]) -> Clause:
+    """What one clause says: its verb, services, pronoun, negation, target and leftovers."""
+    c.negated = bool({"without", "except", "excluding"} & set(c.connector.split()))
+    toks = _join_particles(_cut_target(c, targets))
+    norms = [t.norm for t in toks]
+    found: list[tuple[Verb, str]] = []
+    i = 0
+    while i < len(toks):
+        t, low = toks[i], toks[i].raw.lower()
+        name = index.match_name(norms, i)
+        verb = vocab.match_verb(norms, i, index.verbs)
+        size = (verb[1] if verb else 0) - (name[0] if name else 0)
+        if t.norm in vocab.NEGATIONS or low in vocab.NEGATIONS:
+            c.negated = True
+        elif verb and (size > 0 or (size == 0 and not found)):  # "test grafana" vs "deploy test"
+            found.append((verb[0], " ".join(t.raw for t in toks[i:i + verb[1]])))
+            c.words.update(norms[i:i + verb[1]])
+            i += verb[1]
+            continue
+        elif name:
+            words = dict.fromkeys(t.raw for t in toks[i:i + name[0]])  # "Don't" yields two
+            c.services.append((name[1], " ".join(words)))
+            c.words.update(norms[i:i + name[0]])
+            i += name[0]
+            continue
+        elif {low, t.norm} & vocab.PRONOUNS:
+            c.pronoun, c.pronoun_raw = c.pronoun or "it", c.pronoun_raw or t.raw
+        elif {low, t.norm} & vocab.GROUP_PRONOUNS:
+            c.pronoun, c.pronoun_raw = "them", t.raw
+        elif low in vocab.GENERIC_NOUNS and not c.pronoun:  # "the service(s)" points back too
+            c.pronoun, c.pronoun_raw = ("them" if low.endswith("s") else "it"), t.raw
+        elif not vocab.is_filler(t) and low not in vocab.GENERIC_NOUNS:
+            c.leftovers.append(t)
+            if not (found or c.services or c.lead):
+                c.lead = t.raw  # in a verb's place: "and frobnicate B" names an unknown verb
+        c.words.add(t.norm)
+        i += 1
+    if not (found or c.services or c.pronoun) and tuple(t.norm for t in c.leftovers) in targets:
+        c.target, c.leftovers = " ".join(t.raw for t in c.leftovers), []  # "... and nas02"
+    c.verb = vocab.choose_verb([v for v, _ in found])
+    if c.verb is not None:
+        said = next((r for v, r in found if v.phrase == c.verb.phrase), found[0][1])
+        configured = c.verb.action == "configure" != found[0][0].action
+        c.verb_raw = f"{said} … config" if configured else said
+    return c
+
+
+def _join_particles(toks: list[Token]) -> list[Token]:
+    """ "backing it up" reads as "backing up it": the particle moves next to its verb."""
+    for i, t in enumerate(toks[:-2]):
+        particles = vocab.PARTICLES.get(t.norm, frozenset())
+        if particles and toks[i + 1].norm not in particles:
+            j = next((j for j in range(i + 2, min(i + 5, len(toks))) if toks[j].norm in particles),
+                     None)
+            if j is not None:
+                toks = [*toks[:i + 1], toks[j], *toks[i + 1:j], *toks[j + 1:]]
+    return toks
+
+
+def _cut_target(c: Clause, targets: set[Key]) -> list[Token]:
+    """The clause without its target phrase, which is kept (as written) in `c.target`."""
+    toks, out, i = c.tokens, [], 0
+    longest = max(map(len, targets), default=1)
+    while i < len(toks):
+        prep = toks[i].raw.lower()
+        if prep in vocab.TARGET_PREPOSITIONS | vocab.MAYBE_TARGET_PREPOSITIONS:
+            j = i + 1
+            while j < len(toks) and toks[j].raw.lower() in vocab.ARTICLES:
+                j += 1
+            kind = j < len(toks) and toks[j].raw.lower() in vocab.TARGET_KINDS  # "group media"
+            j += kind
+            size = next((n for n in range(min(longest, len(toks) - j), 0, -1)
+                         if tuple(t.norm for t in toks[j:j + n]) in targets), 0)
+            if not size and (kind or prep in vocab.TARGET_PREPOSITIONS) and j < len(toks) \
+                    and toks[j].norm[0].isalnum():
+                size = 1  # "on X" is a target whatever X is; the inventory judges it later
+                while j + size < len(toks) and toks[j + size].start == toks[j + size - 1].end + 1 \
+                        and c.text[toks[j + size].start - 1 - c.start] in "-_.":
+                    size += 1  # "nas-01", split by the tokenizer, is one name
+            if size:
+                end = j + size + (j + size < len(toks)
+                                  and toks[j + size].raw.lower() in vocab.TARGET_KINDS)
+                phrase = c.text[toks[i + 1].start - c.start:toks[end - 1].end - c.start]
+                c.target = f"{c.target} and {phrase}" if c.target else phrase
+                i = end
+                continue
+        out.append(toks[i])
+        i += 1
+    return out
