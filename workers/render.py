@@ -50,12 +50,18 @@ def plan_lines(status: ChangeRequestStatus) -> list[str]:
     previews = {p.step: p for p in status.plan.preview}
     lines = []
     for i, s in enumerate(status.plan.steps, 1):
+        hosts = ", ".join(s.host_list) or s.hosts
         lines.append(
-            f"  {i}. {s.playbook:<{width}}  {s.action:<9} {s.service:<12} hosts: {s.hosts:<10} risk: {s.risk}"
+            f"  {i}. {s.playbook:<{width}}  {s.action:<9} {s.service:<12} hosts: {hosts:<10} risk: {s.risk}"
             + (f"  vars: {', '.join(s.vars)}" if s.vars else "")
         )
+        if s.reason:
+            lines.append(f"     why: {s.reason}")
+        if s.unmatched_target:
+            lines.append(f"     target not applied: {s.unmatched_target}")
         if i in previews:
             lines.extend(preview_lines(previews[i]))
+    lines.extend(f"  not doing: {clause}" for clause in status.plan.excluded)
     return lines + var_lines(status)
 
 
