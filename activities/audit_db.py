@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.db import Base, ChangeRequestRow, DecisionRow, StepRow, TaskRow
 from activities.records import public_status
-from workflows.types import AuditRecord
+from workflows.types import AuditRecord, TaskRecord
 
 
 class AuditDbActivities:
@@ -41,38 +45,66 @@ class AuditDbActivities:
             "error": status.error,
             "audit_commit": status.audit_commit,
         }
+        # Approvals come first, then a rejection, then operators' decisions: each list only
+        # grows, so a decision keeps its position (its key) from one write to the next.
         decisions = [
             {
                 "change_request_id": status.workflow_id,
+                "seq": seq,
                 "who": d.who,
                 "verdict": str(d.verdict),
+                "step": d.step,
                 "note": d.note,
                 "raw": d.raw,
                 "decided_at": d.at,
             }
-            for d in [*status.approvals, *([status.rejection] if status.rejection else [])]
+            for seq, d in enumerate([*status.approvals, *([status.rejection] if status.rejection else []), *status.decisions])
         ]
         steps = [
             {"change_request_id": status.workflow_id, **_without(dataclasses.asdict(s), "index", "task_ids"), "step": s.index}
             for s in status.steps
         ]
-        tasks = [{"change_request_id": status.workflow_id, **dataclasses.asdict(t)} for t in rec.tasks]
-        with Session(self._engine) as session, session.begin():
+        with _permanent_errors_not_retried(), Session(self._engine) as session, session.begin():
             _upsert(session, ChangeRequestRow, [request_row], extra={"updated_at": func.now()})
             _upsert(session, DecisionRow, decisions)
             _upsert(session, StepRow, steps)
-            _upsert(session, TaskRow, tasks)
+            _upsert(session, TaskRow, _task_rows(rec.tasks, status.workflow_id))
+
+    def write_tasks(self, tasks: list[TaskRecord], workflow_id: str) -> None:
+        """The playbook activity's own write of an attempt's tasks (not an activity itself)."""
+        with _permanent_errors_not_retried(), Session(self._engine) as session, session.begin():
+            _upsert(session, TaskRow, _task_rows(tasks, workflow_id))
+
+
+def _task_rows(tasks: list[TaskRecord], workflow_id: str) -> list[dict[str, Any]]:
+    return [{"change_request_id": workflow_id, **dataclasses.asdict(t)} for t in tasks]
+
+
+@contextmanager
+def _permanent_errors_not_retried() -> Iterator[None]:
+    """A lost connection or a database that is down is retried (without limit, by the workflow's
+    policy); a statement PostgreSQL refuses would be refused again, so it fails at once."""
+    try:
+        yield
+    except (OperationalError, InterfaceError):
+        raise
+    except DBAPIError as err:
+        if err.connection_invalidated:
+            raise
+        raise ApplicationError(f"the database refused the audit rows: {err.orig}", type="AuditRefused", non_retryable=True) from err
 
 
 def _without(row: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in keys}
 
 
+_BATCH = 1000  # rows per statement: PostgreSQL takes at most 65,535 parameters in one
+
+
 def _upsert(session: Session, model: type[Base], rows: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> None:
-    if not rows:
-        return
     table = model.__table__
     keys = [c.name for c in table.primary_key.columns]
-    stmt = insert(table).values(rows)
-    updates = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
-    session.execute(stmt.on_conflict_do_update(index_elements=keys, set_={**updates, **(extra or {})}))
+    for start in range(0, len(rows), _BATCH):
+        stmt = insert(table).values(rows[start : start + _BATCH])
+        updates = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
+        session.execute(stmt.on_conflict_do_update(index_elements=keys, set_={**updates, **(extra or {})}))

@@ -185,16 +185,33 @@ def _with_vars(step: PlannedStep, names: list[str]) -> PlannedStep:
 
 
 class PlanningActivities:
-    def __init__(self, planner: Planner, policy: ApprovalPolicy, check_mode_preview: bool = True) -> None:
+    def __init__(
+        self,
+        planner: Planner,
+        policy: ApprovalPolicy,
+        check_mode_preview: bool = True,
+        timeouts: tuple[int | None, int | None] = (None, None),
+    ) -> None:
+        """`timeouts`: the `timeout` and `idle_timeout` (seconds) of playbooks whose header sets none."""
         self._planner = planner
         self._policy = policy
         self._check_mode_preview = check_mode_preview
+        self._timeouts = timeouts
 
     @activity.defn(name="plan_change")
     def plan_change(self, inp: PlanInput) -> Plan:
         draft = self._planner.plan(inp.request, inp.inventory, inp.vars)
+        timeout, idle = self._timeouts
+        steps = [
+            replace(
+                s,
+                timeout_seconds=s.timeout_seconds or timeout,
+                idle_timeout_seconds=s.idle_timeout_seconds or idle,
+            )
+            for s in draft.steps
+        ]
         return Plan(
-            steps=draft.steps if draft.error is None else [],
+            steps=steps if draft.error is None else [],
             risk=draft.risk,
             policy=self._policy,
             error=draft.error,

@@ -49,8 +49,10 @@ class DecisionRow(Base):
     __tablename__ = "decisions"
 
     change_request_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    who: Mapped[str] = mapped_column(Text, primary_key=True)
-    verdict: Mapped[str] = mapped_column(String(16), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)  # approvals, rejection, then operators' decisions
+    who: Mapped[str] = mapped_column(Text)
+    verdict: Mapped[str] = mapped_column(String(16))  # approve | reject | retry | skip | abort
+    step: Mapped[int | None] = mapped_column(Integer)  # the failed step a retry/skip/abort is about
     note: Mapped[str | None] = mapped_column(Text)
     raw: Mapped[str | None] = mapped_column(Text)  # the name as sent, when normalising changed it
     decided_at: Mapped[str] = mapped_column(String(64))
@@ -68,6 +70,9 @@ class StepRow(Base):
     changed: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    failure_class: Mapped[str | None] = mapped_column(String(32))
+    evidence: Mapped[str | None] = mapped_column(Text)
+    runs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class TaskRow(Base):

@@ -3,42 +3,54 @@
 `discover` is `walk_playbook_files` (the tree: what to read, and what is settled unread) plus
 `parse_playbook` on each file read, which judges it from its bytes alone; a cache keyed by path
 and content hash can reuse the walk and parse only the files that changed, rebuilding the same
-`Catalog` with `catalog_of`. Each YAML file becomes one of: an `Entry` (a list of plays:
-mappings with `hosts` or `import_playbook`); `Skipped`, quietly (role trees, vars, inventories,
-tool configs, YAML that is no playbook); or `Broken`, with the reason reported (invalid YAML, a
-YAML bomb, over 1 MiB, vault-encrypted without a header, not UTF-8, a symlink out of the
-repository, a bad `# signoff:` header). Nothing in a file can crash or stall it. All three
-round-trip through JSON with `item_to_json` and `item_from_json`.
+`Catalog` with `catalog_of`, which also resolves what each entry imports (`site.yml` runs on
+the hosts of the playbooks it imports). Each YAML file becomes one of: an `Entry` (a list of
+plays, see `plays.classify`); `Skipped`, quietly (role trees, vars, inventories, tool configs,
+vault-encrypted `vault.yml`/`secrets.yml`, YAML that is no playbook); or `Broken`, with the
+reason reported (invalid YAML, a YAML bomb, over 1 MiB, any other file vault-encrypted without
+a header, not UTF-8, a symlink out of the repository, a bad `# signoff:` header). Nothing in a
+file can crash or stall it. All three round-trip through JSON with `item_to_json` and
+`item_from_json`.
 
-A `# signoff:` header (DESIGN.md section 4) says what a playbook does; fields it leaves out, and
-playbooks without one, are read from the path and play names by `naming.read_name`.
+A `# signoff:` header (`header.py`, DESIGN.md section 4) says what a playbook does; fields it
+leaves out, and playbooks without one, are read from the path and play names by
+`naming.read_name`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
+import posixpath
 import stat
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+from activities import header as hdr
 from activities import vocabulary as vocab
+from activities.header import HeaderError, VarSpec
 from activities.naming import read_name
+from activities.plays import (
+    Broken,
+    Skipped,
+    classify,
+    first_line,
+    may_be_plays,
+    play_hosts,
+    vault_file,
+)
 from activities.safe_yaml import InvalidYaml, YamlTooComplex, load
+
+__all__ = ["MAX_BYTES", "SOURCES", "Broken", "Catalog", "Entry", "HeaderError", "Item",
+           "Skipped", "Source", "VarSpec", "catalog_of", "discover", "entry_from_json",
+           "entry_to_json", "item_from_json", "item_to_json", "parse_playbook", "read_candidate",
+           "walk_playbook_files"]
 
 MAX_BYTES = 1 << 20
 Source = Literal["header", "path"]
 SOURCES: tuple[Source, ...] = ("header", "path")
-
-
-@dataclass(frozen=True)
-class VarSpec:
-    name: str
-    type: str | None = None  # str | int | bool | list | dict | float; None: any
-    secret: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,18 +81,6 @@ class Entry:
     @property
     def stem(self) -> str:
         return PurePosixPath(self.path).stem
-
-
-@dataclass(frozen=True)
-class Skipped:
-    path: str  # a folder's ends with "/"
-    reason: str
-
-
-@dataclass(frozen=True)
-class Broken:
-    path: str
-    reason: str
 
 
 Item = Entry | Skipped | Broken
@@ -220,17 +220,55 @@ def catalog_of(items: Iterable[Item]) -> Catalog:
     walk's), skipped and broken sorted by path, wherever they were found."""
     found = list(items)
     return Catalog(
-        tuple(i for i in found if isinstance(i, Entry)),
+        _with_imports([i for i in found if isinstance(i, Entry)]),
         tuple(sorted((i for i in found if isinstance(i, Skipped)), key=lambda i: i.path)),
         tuple(sorted((i for i in found if isinstance(i, Broken)), key=lambda i: i.path)),
     )
+
+
+def _with_imports(entries: list[Entry]) -> tuple[Entry, ...]:
+    """Entries whose `import_playbook`s are resolved: running `site.yml` runs the plays it
+    imports, so their hosts and the vars those need are its own too, and it is high risk if
+    one of them is (unless its header says otherwise). Paths are relative to the importing
+    file, as Ansible reads them; a templated or missing one adds nothing."""
+    by_path = {e.path: e for e in entries}
+
+    def imported(entry: Entry, seen: set[str]) -> list[Entry]:
+        out: list[Entry] = []
+        for name in entry.imports:
+            path = posixpath.normpath(posixpath.join(posixpath.dirname(entry.path), name))
+            child = None if "{" in name else by_path.get(path)
+            if child is not None and child.path not in seen:
+                seen.add(child.path)
+                out += [child, *imported(child, seen)]
+        return out
+
+    result: list[Entry] = []
+    for entry in entries:
+        kids = imported(entry, {entry.path}) if entry.imports else []
+        result.append(replace(
+            entry,
+            hosts=_union(entry.hosts, *(k.hosts for k in kids)),
+            host_vars=_union(entry.host_vars, *(k.host_vars for k in kids)),
+            required_vars=_union(entry.required_vars, *(k.required_vars for k in kids)),
+            risk="high" if not entry.risk_explicit and any(k.risk == "high" for k in kids)
+            else entry.risk,
+        ) if kids else entry)
+    return tuple(result)
+
+
+def _union(*groups: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(item for group in groups for item in group))
 
 
 def _skip_by_name(name: str) -> str | None:
     stem = PurePosixPath(name).stem.lower()
     if name.startswith("."):
         return "hidden"
-    return _INVENTORY if stem.endswith(("inventory", "inventories")) else SKIP_FILES.get(stem)
+    if stem.endswith(("inventory", "inventories")):
+        return _INVENTORY
+    base = stem.split(".")[0]  # `docker-compose.dev.yml` is a compose file too
+    return SKIP_FILES.get(stem) or (SKIP_FILES.get(base) if "." in stem else None)
 
 
 def parse_playbook(rel_path: str, data: bytes) -> Item:
@@ -244,12 +282,11 @@ def parse_playbook(rel_path: str, data: bytes) -> Item:
     except UnicodeDecodeError as err:
         return Broken(rel_path, f"not UTF-8 text (bad byte at offset {err.start})")
     try:
-        header = _header(text)
-        vault = next((ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")),
-                     "").startswith("$ANSIBLE_VAULT;")
+        header = hdr.read_header(text)
+        vault = first_line(text).startswith("$ANSIBLE_VAULT;")
         if vault and header is None:
-            return Broken(rel_path, "vault-encrypted: add a signoff header")
-        verdict = [] if vault else _classify(rel_path, load(text))
+            return vault_file(rel_path)
+        verdict = [] if vault else classify(rel_path, load(text))
         if isinstance(verdict, Skipped) and header is not None:
             return Broken(rel_path, f"has a signoff header but is {verdict.reason}")
         if not isinstance(verdict, list):
@@ -260,184 +297,43 @@ def parse_playbook(rel_path: str, data: bytes) -> Item:
     except YamlTooComplex as err:
         return Broken(rel_path, f"YAML bomb refused: {err}")
     except InvalidYaml as err:
+        if not may_be_plays(text):  # a templated app config, say
+            return Skipped(rel_path, "not a playbook (not valid YAML, and no list of plays)")
         return Broken(rel_path, f"invalid YAML: {err}")
-
-
-class HeaderError(Exception):
-    """The `# signoff:` header is there but wrong; the message says which field and why."""
-
-
-def _is_play(item: object) -> bool:
-    return isinstance(item, dict) and any(
-        k in item for k in ("hosts", "import_playbook", "ansible.builtin.import_playbook"))
-
-
-def _classify(rel: str, docs: list[Any]) -> list[dict[str, Any]] | Skipped | Broken:
-    data = docs[0] if docs else None
-    if len(docs) > 1:
-        if isinstance(data, list) and any(_is_play(p) for p in data):
-            return Broken(rel, "more than one YAML document")
-        return Skipped(rel, "not a playbook (several YAML documents)")
-    if data is None:
-        return Skipped(rel, "empty")
-    if isinstance(data, dict):
-        groups = [v for v in data.values() if isinstance(v, dict)]
-        if "all" in data or any({"hosts", "children"} & set(g) for g in groups):
-            return Skipped(rel, "an inventory")
-        return Skipped(rel, "not a playbook (a mapping)")
-    if not isinstance(data, list) or not any(_is_play(p) for p in data):
-        return Skipped(rel, "not a playbook (no plays)")
-    bad = [str(i + 1) for i, p in enumerate(data) if not _is_play(p)]
-    if bad:
-        return Broken(rel, f"item {', '.join(bad[:5])} of the playbook is not a play")
-    return data
-
-
-_HEADER_FIELDS = frozenset({"service", "action", "description", "aliases", "required_vars",
-                            "risk", "after", "vars", "timeout", "idle_timeout"})
-_VAR_TYPES = frozenset({"str", "int", "bool", "list", "dict", "float"})
-_TEMPLATE_VAR = re.compile(r"\{\{\s*([A-Za-z_]\w*)")
-_MAGIC_VARS = frozenset({"groups", "hostvars", "inventory_hostname", "group_names",
-                         "play_hosts", "ansible_play_hosts", "omit"})
-_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-
-
-def _header(text: str) -> dict[str, Any] | None:
-    """The `# signoff:` block among the leading comments, parsed as YAML."""
-    block: list[str] = []
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not block:
-            if stripped.startswith("#") and stripped[1:].strip().startswith("signoff:"):
-                block.append(stripped[1:].strip())
-            elif stripped and not stripped.startswith(("#", "---", "%")):
-                return None  # a header must come before the plays
-            continue
-        body = line[2:] if line.startswith("# ") else line[1:]
-        if not line.startswith("#") or (body.strip() and not body[0].isspace()):
-            break  # the block ends at the first line that is not an indented comment
-        block.append(body)
-    if not block:
-        return None
-    try:
-        docs = load("\n".join(block))
-    except (YamlTooComplex, InvalidYaml) as err:
-        raise HeaderError(f"not valid YAML: {err}") from err
-    header = docs[0].get("signoff") if docs and isinstance(docs[0], dict) else None
-    if not isinstance(header, dict):
-        raise HeaderError("`signoff:` must be a mapping of fields")
-    unknown = sorted(str(k) for k in header if k not in _HEADER_FIELDS)
-    if unknown:
-        raise HeaderError(f"unknown field {unknown[0]!r}")
-    return header
-
-
-def _text(header: dict[str, Any], key: str) -> str:
-    value = header.get(key)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int, float))):
-        raise HeaderError(f"{key} must be text, got {value!r}")
-    return "" if value is None else str(value).strip()
-
-
-def _names(header: dict[str, Any], key: str) -> tuple[str, ...]:
-    value = header.get(key)
-    items = [] if value is None else [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(v, (str, int)) for v in items):
-        raise HeaderError(f"{key} must be a list of names, got {value!r}")
-    return tuple(dict.fromkeys(str(v).strip() for v in items if str(v).strip()))
-
-
-def _duration(header: dict[str, Any], key: str) -> int | None:
-    """Seconds in `30m`, `90s`, `2h`, `1h30m`, `1d` or a bare number of seconds."""
-    value = header.get(key)
-    if value is None:
-        return None
-    m = _DURATION.fullmatch(str(value).strip().lower().replace(" ", ""))
-    seconds = value if isinstance(value, int) and not isinstance(value, bool) else sum(
-        int(n or 0) * unit for n, unit in zip(m.groups(), (86400, 3600, 60, 1), strict=True)
-    ) if m else 0
-    if seconds <= 0:
-        raise HeaderError(f"{key} must be a duration like 30m, 90s or 2h, got {value!r}")
-    return seconds
-
-
-def _vars(value: object) -> tuple[VarSpec, ...]:
-    """`vars:` as a mapping name -> {type?, secret?}, or a bare list of names."""
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(VarSpec(v) for v in value)
-    if not isinstance(value, dict):
-        raise HeaderError("vars must map names to {type, secret} or list names")
-    specs = []
-    for name, given in value.items():
-        spec = {} if given is None else given
-        if not isinstance(spec, dict) or set(spec) - {"type", "secret", "description"}:
-            raise HeaderError(f"vars.{name} may only set type, secret and description")
-        kind, secret = spec.get("type"), spec.get("secret", False)
-        if kind is not None and kind not in _VAR_TYPES:
-            raise HeaderError(f"vars.{name}.type must be one of {', '.join(sorted(_VAR_TYPES))}")
-        if not isinstance(secret, bool):
-            raise HeaderError(f"vars.{name}.secret must be true or false")
-        specs.append(VarSpec(str(name), kind, secret))
-    return tuple(specs)
-
-
-def _hosts(plays: Sequence[dict[str, Any]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Host patterns of every play in order, and the vars that template any of them."""
-    hosts: dict[str, None] = {}
-    host_vars: dict[str, None] = {}
-    for play in plays:
-        value = play.get("hosts")
-        for item in value if isinstance(value, list) else [] if value is None else [value]:
-            text = str(item).strip()
-            if "{{" not in text and "{%" not in text:
-                hosts.update(dict.fromkeys(p.strip() for p in re.split(r"[,:]", text) if p.strip()))
-            elif (m := _TEMPLATE_VAR.search(text)) and m.group(1) not in _MAGIC_VARS:
-                hosts[f"set by var `{m.group(1)}`"] = None
-                host_vars[m.group(1)] = None
-            else:
-                hosts[f"templated: {text}"] = None
-    return tuple(hosts), tuple(host_vars)
 
 
 def _entry(rel: str, data: bytes, header: dict[str, Any] | None, plays: list[dict[str, Any]],
            *, vault: bool) -> Entry:
-    h = header or {}
+    h = hdr.fields_of(header)
     play_names = [p["name"] for p in plays if isinstance(p.get("name"), str)]
-    hosts, host_vars = _hosts(plays)
-    name = read_name(rel, play_names, hosts)
-    verb = _text(h, "action").lower()
-    if len(verb.split()) > 1 and vocab.canonical_action(verb) is None:
-        raise HeaderError(f"action must be one verb, got {verb!r}")
-    risk = _text(h, "risk").lower()
-    if risk and risk not in vocab.RISKS:
-        raise HeaderError(f"risk must be low, medium or high, got {risk!r}")
-    service = _text(h, "service")
-    declared = h.get("vars")
+    hosts, host_vars = play_hosts(plays)
+    # "Import wiki/deploy_wiki.yml" names an import, not what this playbook does
+    name = read_name(rel, [p["name"] for p in plays if isinstance(p.get("name"), str)
+                           and "hosts" in p], hosts)
     return Entry(
         path=rel,
-        service=service or name.service,
-        action=vocab.canonical_action(verb) or vocab.normalise(verb) if verb else name.action,
+        service=h.service or name.service,
+        action=h.action or name.action,
         sha256=hashlib.sha256(data).hexdigest(),
-        source="header" if header is not None else "path",
-        description=_text(h, "description") or (play_names[0] if play_names else ""),
+        source="header" if h.present else "path",
+        description=h.description or (play_names[0] if play_names else ""),
         # the path's aliases describe the path's service, not one the header names
-        aliases=_names(h, "aliases") if "aliases" in h or service else name.aliases,
-        required_vars=tuple(dict.fromkeys(_names(h, "required_vars") + host_vars)),
-        risk=next((r for r in vocab.RISKS if r == risk),
-                  vocab.default_risk(verb or name.verb_word or name.action)),
-        risk_explicit=bool(risk),
-        after=tuple(a.removesuffix(".yml").removesuffix(".yaml") for a in _names(h, "after")),
+        aliases=h.aliases if h.aliases is not None else () if h.service else name.aliases,
+        required_vars=tuple(dict.fromkeys(h.required_vars + host_vars)),
+        risk=h.risk or vocab.default_risk(h.verb or name.verb_word or name.action),
+        risk_explicit=h.risk is not None,
+        after=h.after,
         hosts=hosts,
         host_vars=host_vars,
-        vars=_vars(declared) if declared is not None else (),
-        vars_declared=declared is not None,
-        timeout=_duration(h, "timeout"),
-        idle_timeout=_duration(h, "idle_timeout"),
+        vars=h.vars or (),
+        vars_declared=h.vars is not None,
+        timeout=h.timeout,
+        idle_timeout=h.idle_timeout,
         imports=tuple(str(p.get("import_playbook") or p.get("ansible.builtin.import_playbook"))
                       for p in plays if "hosts" not in p),
         vault=vault,
-        service_words=(service,) if service else name.service_words,
-        action_words=(verb,) if verb else name.action_words,
+        service_words=(h.service,) if h.service else name.service_words,
+        action_words=(h.verb,) if h.verb else name.action_words,
         qualifiers=name.qualifiers,
     )
 
@@ -476,7 +372,7 @@ def _fits(value: Any, kind: str) -> bool:
     if kind == "tuple[VarSpec, ...]":
         return isinstance(value, list) and all(
             isinstance(v, dict) and set(v) == _VAR_KEYS and isinstance(v["name"], str)
-            and (v["type"] is None or v["type"] in _VAR_TYPES) and isinstance(v["secret"], bool)
+            and (v["type"] is None or v["type"] in hdr.VAR_TYPES) and isinstance(v["secret"], bool)
             for v in value)
     if kind == "tuple[str, ...]":
         return isinstance(value, list) and all(isinstance(v, str) for v in value)

@@ -18,7 +18,8 @@ from typing import Any
 from ansible import constants as ansible_constants
 from ansible.vars.reserved import is_reserved_name
 
-from workflows.types import PlannedVar, VarSpec, credential_like, reserved_var
+from workflows.types import PlannedVar, VarSpec
+from workflows.validation import credential_like, reserved_var
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,),

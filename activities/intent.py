@@ -20,18 +20,18 @@ from __future__ import annotations
 import heapq
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Any
-
-from rapidfuzz import fuzz, process
 
 from activities import vocabulary as vocab
 from activities.clauses import Clause, Key, read_clauses
 from activities.discovery import Catalog, Entry
+from activities.names import CLOSEST, CatalogIndex, spellings
 from activities.vocabulary import Verb
 
+__all__ = ["MAX_SUGGESTIONS", "CatalogIndex", "Intent", "Step", "Unmatched", "intent_to_dict",
+           "plan_request"]
+
 MAX_SUGGESTIONS = 20
-CLOSEST = 5
 _ANY = vocab.WILDCARD_ACTION
 
 
@@ -62,56 +62,6 @@ class Intent:
     unmatched: tuple[Unmatched, ...] = ()
     excluded: tuple[str, ...] = ()  # negated clauses: what the requester said not to do
     ignored: tuple[str, ...] = ()  # clauses with neither verb nor service ("thanks")
-
-
-class CatalogIndex:
-    """A catalog's names, verbs and qualifiers, normalised once and reused by every request."""
-
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
-        self.names: dict[Key, dict[str, tuple[Entry, bool]]] = {}  # -> path -> (entry, own name)
-        self.joined: dict[str, Key] = {}  # "uptimekuma" -> ("uptime", "kuma")
-        self.display: dict[str, str] = {}
-        self.qualifiers: dict[str, frozenset[str]] = {}
-        self.action_words: dict[str, frozenset[str]] = {}
-        self.verbs: dict[Key, Verb] = {}  # the catalog's own verbs, such as "frobnicate"
-        for e in catalog.entries:
-            own = tuple(vocab.words(e.service))
-            for name in (e.service, *e.aliases):
-                if key := tuple(vocab.words(name)):
-                    self.names.setdefault(key, {}).setdefault(e.path, (e, key == own))
-                    self.joined.setdefault("".join(key), key)
-                    self.display.setdefault(" ".join(key), name)
-            self.qualifiers[e.path] = frozenset(vocab.words(" ".join(e.qualifiers)))
-            self.action_words[e.path] = frozenset(vocab.words(" ".join(e.action_words)))
-            if e.action and vocab.match_verb([e.action], 0) is None:
-                self.verbs[(e.action,)] = Verb(e.action, e.action, "medium")
-        self.longest = max(map(len, self.names), default=1)
-        self.choices = list(self.display)
-        self.broken = [(frozenset(vocab.words(str(PurePosixPath(b.path).with_suffix("")))), b)
-                       for b in catalog.broken]
-
-    def match_name(self, norms: Sequence[str], i: int) -> tuple[int, Key] | None:
-        """The longest service name at `norms[i]`: "grafana lab" beats "grafana"."""
-        for length in range(min(self.longest + 2, len(norms) - i), 0, -1):
-            key = tuple(norms[i:i + length])
-            joined = "".join(key)  # "uptime kuma" said of "uptimekuma", and the other way round
-            if key in self.names or (joined,) in self.names:
-                return length, key if key in self.names else (joined,)
-            if length == 1 and joined in self.joined:
-                return 1, self.joined[joined]
-        return None
-
-    def closest(self, phrase: str) -> tuple[str, ...]:
-        hits = process.extract(phrase, self.choices, scorer=fuzz.WRatio, limit=CLOSEST,
-                               score_cutoff=60)
-        return tuple(self.display[h[0]] for h in hits)
-
-    def actions_of(self, key: Key) -> list[str]:
-        return sorted({e.action for e, _ in self.names[key].values()})
-
-    def having(self, action: str) -> tuple[str, ...]:
-        return tuple(sorted({e.service for e in self.catalog.entries if e.action == action}))
 
 
 def plan_request(request: str, catalog: Catalog | CatalogIndex, *,
@@ -152,6 +102,8 @@ class _Planner:
                 self.last = (c.verb, c.verb_raw, c.negated, c.text)
             group_of.append(n if c.verb or not group_of else group_of[-1])
             negated = c.negated or (c.verb is None and self.last is not None and self.last[2])
+            if any(key not in self.index.parts for key, _ in c.services):  # "postgres database"
+                c.services = [(k, raw) for k, raw in c.services if k not in self.index.parts]
             services = self._services(c, n, clauses)
             if c.services:
                 self.group = c.services if c.verb else self.group + c.services
@@ -191,8 +143,10 @@ class _Planner:
             return None
         if c.leftovers:
             data = self.last and self.last[0].phrase in vocab.VALUE_VERBS
-            if self.group and (data or self._qualifies(c)):
+            if self.group and data:
                 return labelled(self.group)  # "add our portals to the config": portals are data
+            if self.group and (owners := self._qualified(c)):
+                return owners  # "... and set up the certificates" of the service named before
             self._unknown(c, " ".join(t.raw for t in c.leftovers))
             return None
         ahead = next((d.services for d in clauses[n + 1:] if d.services), [])
@@ -203,10 +157,19 @@ class _Planner:
         self._fail(c, c.negated, f'"{verb}" names no service', having)
         return None
 
-    def _qualifies(self, c: Clause) -> bool:
-        quals = {q for key, _ in self.group for path in self.index.names[key]
-                 for q in self.index.qualifiers[path]}
-        return {t.norm for t in c.leftovers} <= quals
+    def _qualified(self, c: Clause) -> list[tuple[Key, str]]:
+        """The services named before whose playbooks the clause's leftover words qualify, by
+        their own names: after "the dokku domain", "the certificates" are dokku's."""
+        said = {t.norm for t in c.leftovers}
+        owners: dict[Key, str] = {}
+        for key, raw in self.group:
+            for service in {e.service for e, _ in self.index.names[key].values()}:
+                own = tuple(vocab.words(service))
+                quals = {q for path in self.index.names.get(own, {})
+                         for q in self.index.qualifiers[path]}
+                if own in self.index.names and said <= quals:
+                    owners.setdefault(own, f'"{raw}"')
+        return list(owners.items())
 
     def _unknown(self, c: Clause, phrase: str) -> None:
         words = {t.norm for t in c.leftovers}
@@ -234,13 +197,14 @@ class _Planner:
 
     def _step(self, n: int, c: Clause, negated: bool, verb: Verb, key: Key, why: str) -> None:
         by_path = self.index.names[key]
-        service = next(iter(by_path.values()))[0].service
+        services = {e.service for e, _ in by_path.values()}
+        service = services.pop() if len(services) == 1 else self.index.display[" ".join(key)]
         fits = [(e, own) for e, own in by_path.values() if verb.action in (_ANY, e.action)]
         if not fits:
             return self._fail(c, negated, f"{service} has no playbook to {verb.action}; it has: "
                               + ", ".join(self.index.actions_of(key)),
                               [f"{e.action} {e.service} ({e.path})" for e, _ in by_path.values()])
-        said = set(vocab.words(verb.phrase))
+        said = spellings(verb.phrase)
 
         def fit(e: Entry, own: bool) -> tuple[int, int, bool, bool]:
             """Qualifiers said ("apps"), qualifiers not said, the very verb word, own name."""

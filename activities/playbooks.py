@@ -4,7 +4,11 @@ Progress is the heartbeat: each Ansible event updates a `PlaybookProgress` that 
 as heartbeat details (the Web UI and `signoff watch` show it), and the runner's cancel
 callback heartbeats too, so a dead worker is noticed within the heartbeat timeout. Cancellation
 is seen only there (no exception is thrown into the thread, which would leave Ansible running)
-and stops ansible-playbook with every process below it within about a second.
+and stops ansible-playbook with every process below it within about a second. The same
+callback is the watchdog: a run past its `timeout`, or with no Ansible event for its
+`idle_timeout` (hung), is stopped the same way. A failed run is classified
+(activities/classify.py); only unreachable hosts and killed runs are retried by Temporal.
+Every attempt writes its own task rows, so retried attempts are audited too.
 
 Nothing Ansible prints is kept: event files are not written to disk, extra vars travel in a
 0600 file inside a private data dir that is removed afterwards (and, after a crash, at the next
@@ -16,21 +20,22 @@ minimal environment, never the worker's own: no database URL, no Temporal creden
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import psutil
-import yaml
 from ansible_runner.interface import init_runner
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
+from activities.classify import classify
 from activities.extravars import Scrubber, secret_values
-from activities.rundirs import run_dir, write_private
+from activities.processes import stop_leftovers, stop_process_tree
+from activities.rundirs import MARKERS, playbook_env, run_dir, unsafe_yaml, write_private
 from workflows.types import (
     ErrorType,
     HostPreview,
@@ -50,28 +55,27 @@ _RESULT_EVENTS = {
 }
 _MSG_LIMIT = 500
 CENSORED = "(output hidden: no_log)"
-STOP_GRACE_SECONDS = 5.0
-_MARKERS = frozenset({"SIGNOFF_WORKFLOW_ID", "SIGNOFF_STEP"})
-# What a playbook inherits from the worker's environment. Everything else (SIGNOFF_DATABASE_URL,
-# TEMPORAL_* credentials, cloud keys) stays with the worker unless SIGNOFF_PLAYBOOK_ENV names it.
-INHERITED_ENV = frozenset(
-    {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "SSH_AUTH_SOCK"}
-)
+log = logging.getLogger("signoff.playbooks")
+TaskSink = Callable[[list[TaskRecord], str], None]  # (tasks, workflow id): writes them to the audit
 
 
 class _Recorder:
-    """Turns ansible-runner events into TaskRecords and heartbeats progress."""
+    """Turns ansible-runner events into TaskRecords and heartbeats progress; stops the run on
+    cancellation, past its timeout, or when no event arrives for its idle timeout."""
 
     def __init__(self, inp: RunPlaybookInput, attempt: int, scrub: Callable[[str], str]) -> None:
         self._inp = inp
         self.attempt = attempt
         self.scrub = scrub
+        self.started = self.last_event = time.monotonic()
+        self.stopped: str | None = None  # "timeout" or "hung" when the watchdog stopped the run
         self.tasks: list[TaskRecord] = []
         self.progress = PlaybookProgress()
         self.errors: list[str] = []
         self.playbook_pid: int | None = None
 
     def on_event(self, event: dict[str, Any]) -> bool:
+        self.last_event = time.monotonic()
         if self.playbook_pid is None and event.get("pid"):
             self.playbook_pid = int(event["pid"])  # events come from the ansible-playbook process
         kind = event.get("event", "")
@@ -93,7 +97,13 @@ class _Recorder:
         # Not on worker shutdown: the worker's graceful shutdown lets the playbook finish,
         # and cancels it (landing here) only when that time is up.
         if not activity.is_cancelled():
-            return False
+            now, inp = time.monotonic(), self._inp
+            if inp.timeout_seconds and now - self.started > inp.timeout_seconds:
+                self.stopped = "timeout"
+            elif inp.idle_timeout_seconds and now - self.last_event > inp.idle_timeout_seconds:
+                self.stopped = "hung"
+            else:
+                return False
         if self.playbook_pid is not None:
             stop_process_tree(self.playbook_pid)
         return True  # ansible-runner then kills what is left in its process group
@@ -124,31 +134,6 @@ class _Recorder:
         )
 
 
-def stop_process_tree(pid: int, grace: float = STOP_GRACE_SECONDS) -> None:
-    """SIGTERM ansible-playbook and all below it; SIGKILL what is below it after `grace` seconds.
-
-    Ansible's worker processes call setsid(), so killing ansible-playbook's process group, as
-    ansible-runner does, would leave them and the commands they run behind. ansible-playbook
-    itself is left to ansible-runner, whose child it is: waiting on it here would reap it.
-    """
-    try:
-        root = psutil.Process(pid)
-        below = root.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return
-    for proc in (root, *below):
-        try:
-            proc.terminate()
-        except psutil.Error:  # gone, or not ours to signal (become): the rest still get theirs
-            continue
-    _, alive = psutil.wait_procs(below, timeout=grace)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            continue
-
-
 def _message(res: dict[str, Any]) -> str:
     if "censored" in res or res.get("_ansible_no_log"):
         return CENSORED
@@ -159,16 +144,29 @@ def _message(res: dict[str, Any]) -> str:
 
 
 class PlaybookActivities:
-    def __init__(self, playbook_dir: Path, inventory: Path, env: Mapping[str, str] | None = None) -> None:
-        """`env`: what playbooks run with (see `playbook_env`); by default built from this process's."""
+    def __init__(
+        self,
+        playbook_dir: Path,
+        inventory: Path,
+        env: Mapping[str, str] | None = None,
+        record_tasks: TaskSink | None = None,
+    ) -> None:
+        """`env`: what playbooks run with (see `playbook_env`); by default built from this
+        process's. `record_tasks` writes each attempt's task rows as soon as it ends."""
         self._playbook_dir = playbook_dir.resolve()
         self._inventory = inventory
         self._env = dict(env) if env is not None else playbook_env(os.environ)
+        self._record_tasks = record_tasks
 
     @activity.defn(name="run_playbook", no_thread_cancel_exception=True)
     def run_playbook(self, inp: RunPlaybookInput) -> PlaybookResult:
-        recorder = _Recorder(inp, activity.info().attempt, Scrubber(secret_values(inp.vars, inp.secret_vars)))
-        status, rc, tail = self._run(inp, recorder)
+        attempt = inp.attempt_offset + activity.info().attempt
+        recorder = _Recorder(inp, attempt, Scrubber(secret_values(inp.vars, inp.secret_vars)))
+        stop_leftovers(inp.workflow_id, inp.step)  # never two copies of a step at once
+        try:
+            status, rc, tail = self._run(inp, recorder)
+        finally:
+            self._write_tasks(inp, recorder.tasks)
         result = PlaybookResult(
             playbook=inp.playbook,
             step=inp.step,
@@ -178,7 +176,15 @@ class PlaybookActivities:
             tasks=recorder.tasks,
             progress=recorder.progress,
         )
-        return _classify(result, recorder, tail)
+        return _outcome(result, recorder, tail)
+
+    def _write_tasks(self, inp: RunPlaybookInput, tasks: list[TaskRecord]) -> None:
+        if not tasks or self._record_tasks is None:
+            return
+        try:
+            self._record_tasks(tasks, inp.workflow_id)
+        except Exception:  # the workflow records the tasks of the attempt it sees, too
+            log.exception("could not write the task rows of %s step %s now", inp.workflow_id, inp.step)
 
     @activity.defn(name="preview_playbook", no_thread_cancel_exception=True)
     def preview_playbook(self, inp: RunPlaybookInput) -> StepPreview:
@@ -235,7 +241,7 @@ class PlaybookActivities:
             # ansible-runner seeds the run's environment with the worker's whole environment (and
             # writes it to artifacts/<ident>/command): keep what we passed and what it added.
             runner.config.env = {
-                k: v for k, v in runner.config.env.items() if k in self._env or k in _MARKERS or k not in os.environ
+                k: v for k, v in runner.config.env.items() if k in self._env or k in MARKERS or k not in os.environ
             }
             runner.run()
             return (
@@ -261,28 +267,23 @@ def _host_previews(tasks: list[TaskRecord]) -> list[HostPreview]:
     return list(hosts.values())
 
 
-def _classify(result: PlaybookResult, recorder: _Recorder, tail: str) -> PlaybookResult:
-    """Successful runs return; every other outcome raises a typed ApplicationError."""
+def _outcome(result: PlaybookResult, recorder: _Recorder, tail: str) -> PlaybookResult:
+    """Successful runs return; every other outcome raises an ApplicationError typed by its
+    class, with the PlaybookResult (tasks, class, evidence) attached."""
     if activity.is_cancelled():  # whatever the status: a stopped playbook may look failed
         raise CancelledError("playbook cancelled; ansible-playbook was stopped")
-    if result.status == "successful":
+    if result.status == "successful" and recorder.stopped is None:
         return result
-    unreachable = [t for t in result.tasks if t.status == "unreachable"]
-    failed = [t for t in result.tasks if t.status == "failed"]
-    if unreachable:
-        first = unreachable[0]
-        error = f"host {first.host} unreachable: {first.msg}"
-        err_type, retry = ErrorType.HOST_UNREACHABLE, True
-    elif failed:
-        first = failed[0]
-        error = f"task {first.task!r} failed on {first.host}: {first.msg}"
-        err_type, retry = ErrorType.PLAYBOOK_FAILED, False
-    else:
-        reason = "\n".join(recorder.errors) or tail or f"ansible-playbook exited with rc {result.rc}"
-        error = f"playbook could not run ({result.status}): {reason}"
-        err_type, retry = ErrorType.PLAYBOOK_ERROR, False
+    errors = recorder.errors or ([tail] if tail else [])
+    failure = classify(
+        result.tasks, errors, rc=result.rc, status=result.status, stopped=recorder.stopped, last_task=recorder.progress.task
+    )
+    details = replace(result, error=failure.message, failure_class=str(failure.cls), evidence=failure.evidence[:_MSG_LIMIT])
     raise ApplicationError(
-        error, replace(result, error=error), type=err_type, non_retryable=not retry
+        failure.message,
+        details,
+        type=failure.error_type(task_ran=bool(result.tasks)),
+        non_retryable=not failure.retryable,
     )
 
 
@@ -294,35 +295,3 @@ def _tail(runner: Any) -> str:
         return ""
     lines = [line.strip() for line in text.splitlines() if "ERROR" in line]
     return "\n".join(lines)[-_MSG_LIMIT * 2 :]
-
-
-def playbook_env(worker_env: Mapping[str, str], passthrough: Iterable[str] = ()) -> dict[str, str]:
-    """The environment every playbook runs with, built from the worker's: the basics, the
-    operator's ANSIBLE_* settings and the names in `passthrough` (SIGNOFF_PLAYBOOK_ENV)."""
-    extra = set(passthrough)
-    env = {
-        k: v
-        for k, v in worker_env.items()
-        if k in INHERITED_ENV or k in extra or k.startswith(("LC_", "ANSIBLE_"))
-    }
-    # ansible-playbook is beside this interpreter, on PATH or not
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{worker_env.get('PATH', os.defpath)}"
-    env["ANSIBLE_NOCOLOR"] = "1"
-    env["ANSIBLE_LOCALHOST_WARNING"] = "0"
-    # ansible-runner turns host key checking off unless told otherwise; a change tool keeps it on.
-    env.setdefault("ANSIBLE_HOST_KEY_CHECKING", "True")
-    return env
-
-
-def unsafe_yaml(extra_vars: Mapping[str, Any]) -> str:
-    """Extra vars as YAML with every string tagged `!unsafe`, so Ansible never templates them
-    (the workflow already refuses Jinja in vars; this holds even if a check is missed)."""
-
-    class _Dumper(yaml.SafeDumper):
-        pass
-
-    def unsafe(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-        return dumper.represent_scalar("!unsafe", value)
-
-    _Dumper.add_representer(str, unsafe)
-    return yaml.dump(dict(extra_vars), Dumper=_Dumper, allow_unicode=True, sort_keys=True)

@@ -1,4 +1,5 @@
-"""Private data dirs for ansible-runner, and their cleanup after a crash.
+"""What one ansible-runner run is given: a private data dir (removed after a crash too), a
+minimal environment, and its extra vars as data Ansible never templates.
 
 A run dir holds the extra-vars file and ansible-runner's artifacts (its stdout and the command
 with its environment): values that must not outlive the run. Each dir is removed when its run
@@ -11,11 +12,15 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 _LOCK = ".signoff-lock"
 # Private data dirs from releases before the lock existed: removed once older than any run.
@@ -82,3 +87,44 @@ def write_private(path: Path, content: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(content)
+
+
+MARKERS = frozenset({"SIGNOFF_WORKFLOW_ID", "SIGNOFF_STEP"})
+# What a playbook inherits from the worker's environment. Everything else (SIGNOFF_DATABASE_URL,
+# TEMPORAL_* credentials, cloud keys) stays with the worker unless SIGNOFF_PLAYBOOK_ENV names it.
+INHERITED_ENV = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "SSH_AUTH_SOCK"}
+)
+
+
+
+def playbook_env(worker_env: Mapping[str, str], passthrough: Iterable[str] = ()) -> dict[str, str]:
+    """The environment every playbook runs with, built from the worker's: the basics, the
+    operator's ANSIBLE_* settings and the names in `passthrough` (SIGNOFF_PLAYBOOK_ENV)."""
+    extra = set(passthrough)
+    env = {
+        k: v
+        for k, v in worker_env.items()
+        if k in INHERITED_ENV or k in extra or k.startswith(("LC_", "ANSIBLE_"))
+    }
+    # ansible-playbook is beside this interpreter, on PATH or not
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{worker_env.get('PATH', os.defpath)}"
+    env["ANSIBLE_NOCOLOR"] = "1"
+    env["ANSIBLE_LOCALHOST_WARNING"] = "0"
+    # ansible-runner turns host key checking off unless told otherwise; a change tool keeps it on.
+    env.setdefault("ANSIBLE_HOST_KEY_CHECKING", "True")
+    return env
+
+
+def unsafe_yaml(extra_vars: Mapping[str, Any]) -> str:
+    """Extra vars as YAML with every string tagged `!unsafe`, so Ansible never templates them
+    (the workflow already refuses Jinja in vars; this holds even if a check is missed)."""
+
+    class _Dumper(yaml.SafeDumper):
+        pass
+
+    def unsafe(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+        return dumper.represent_scalar("!unsafe", value)
+
+    _Dumper.add_representer(str, unsafe)
+    return yaml.dump(dict(extra_vars), Dumper=_Dumper, allow_unicode=True, sort_keys=True)

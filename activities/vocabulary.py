@@ -36,18 +36,19 @@ class Verb:
 
 SYNONYMS: Final[Mapping[str, tuple[str, ...]]] = {
     "deploy": ("install", "set up", "setup", "provision", "roll out", "rollout", "bootstrap",
+               "create", "spin up",
                "redeploy", "reinstall"),
     "configure": ("config", "reconfigure", "set", "add", "register", "change"),
     "update": ("upgrade", "patch", "bump"),
     "restart": ("reboot", "reload", "bounce"),
     "start": (),
-    "stop": ("shut down", "shutdown"),
+    "stop": ("shut down", "shutdown", "spin down", "bring down", "take down"),
     "remove": ("uninstall", "tear down", "teardown", "decommission", "destroy", "delete", "purge",
                "deprovision"),
     "verify": ("check", "health check", "healthcheck", "test", "validate", "smoke test",
                "smoketest"),
     "backup": ("snapshot", "back up"),
-    "restore": (),
+    "restore": ("revert", "roll back", "rollback"),
     "renew": ("rotate",),
 }
 ACTIONS: Final[tuple[str, ...]] = tuple(SYNONYMS)
@@ -57,14 +58,26 @@ _ACTION_RISK: Final[Mapping[str, Risk]] = {
 _WORD_RISK: Final[Mapping[str, Risk]] = {"reboot": "high"}
 
 # Verbs seen in real playbook names that are none of the actions above. They are recognised
-# as verbs (so `postgres-migrate.yml` is not read as a service called "postgres migrate") but
-# keep their own name as the action, with medium risk.
+# as verbs (so `postgres-migrate.yml` is not read as a service called "postgres migrate", and
+# `leave_domain.yml` is no deploy of a "leave domain") but keep their own name as the action,
+# with medium risk; a read-only verb is low risk, one that destroys data high.
 OTHER_VERBS: Final = frozenset("""
     migrate scale sync flush clean cleanup prune drain cordon uncordon harden unseal seal mount
-    unmount encrypt rekey promote demote failover rollback import export enable disable pause
+    unmount encrypt decrypt rekey promote demote failover import export enable disable pause
     resume suspend reset resize rebuild reindex vacuum compact revoke lock unlock generate init
-    initialize ping gather collect sign join upload download fetch mirror scan audit lint build
-    publish""".split())
+    initialize sign join leave upload download fetch mirror build publish prepare stage
+    distribute convert compile rename move copy apply push pull attach detach extend expand
+    shrink clone""".split())
+READ_ONLY_VERBS: Final = frozenset("""
+    show list display print view inspect describe query report ping gather collect scan audit
+    lint dump""".split())
+DESTRUCTIVE_VERBS: Final = frozenset("wipe erase format drop truncate nuke shred".split())
+# Other spellings of those verbs: "prep_ansible_node.yml" is "prepare".
+OTHER_SYNONYMS: Final[Mapping[str, str]] = {"prep": "prepare"}
+# "create a snapshot of the vm" is a backup: a light verb gives way to an action named as its
+# object, in a name (`create_vm_snapshot.yml`) as in a request.
+LIGHT_VERBS: Final = frozenset({"create"})
+NOUN_ACTIONS: Final = frozenset({"snapshot", "backup"})
 # "run this playbook": whatever the playbook does. Matched against every action of a service.
 WILDCARD_ACTION: Final = "run"
 WILDCARD_VERBS: Final = frozenset({"run", "execute"})
@@ -93,7 +106,10 @@ FILLERS: Final = frozenset("""
     onto about here there ok okay hey hi hello team folks if possible once more lot much very or
     in on from exist morning evening noon midnight weekend bit little going anyway afterwards
     """.split())
-NEGATIONS: Final = frozenset("not never no without except excluding skip avoid".split())
+NEGATIONS: Final = frozenset("""
+    not never no without except excluding skip avoid keep preserve spare retain""".split())
+# "restore its database", "back up both databases": a part of the services named before.
+OWNER_WORDS: Final = frozenset({"its", "their", "both"})
 # Clause separators, longest first; intent gives "before", "after" and "without" their meaning.
 SPLITTERS: Final = tuple(tuple(s.split()) for s in (
     "as well as", "and then", "and also", "followed by", "and", "then", "but", "before", "after",
@@ -139,6 +155,12 @@ def _build_verbs() -> tuple[dict[tuple[str, ...], Verb], dict[str, str]]:
             table[phrase] = Verb(phrase, action, risk)
     for word in OTHER_VERBS:
         table[word] = Verb(word, word, "medium")
+    for word in READ_ONLY_VERBS:
+        table[word] = Verb(word, word, "low")
+    for word in DESTRUCTIVE_VERBS:
+        table[word] = Verb(word, word, "high")
+    for word, verb in OTHER_SYNONYMS.items():
+        table[word] = Verb(word, verb, table[verb].risk)
     for word in WILDCARD_VERBS:
         table[word] = Verb(word, WILDCARD_ACTION, "medium")
     for phrase in table:
@@ -245,6 +267,13 @@ def canonical_action(word: str) -> str | None:
     return verb.action if verb else None
 
 
+def core_action(word: str) -> str | None:
+    """Like `canonical_action`, for the core actions only: a folder named `install/` holds
+    deploys, but `staging/` is no folder of "stage" playbooks."""
+    action = canonical_action(word)
+    return action if action in ACTIONS else None
+
+
 def default_risk(action_or_word: str) -> Risk:
     """Risk of an action or verb word: remove, restore and reboot high; verify, backup low."""
     verb = _verb_word(action_or_word)
@@ -259,11 +288,14 @@ def choose_verb(found: Sequence[Verb]) -> Verb | None:
     """The verb a clause or a name means when it holds several verb words.
 
     The first real verb wins ("check the backups": verify); "run" only when nothing else is
-    said. An update-like verb next to "config" means configure ("update the kuma config").
+    said, "create" not when its object is an action ("create a snapshot": backup). An
+    update-like verb next to "config" means configure ("update the kuma config").
     """
     real = [v for v in found if v.action != WILDCARD_ACTION]
     if not real:
         return found[0] if found else None
+    if any(v.phrase in NOUN_ACTIONS for v in real):  # "create a snapshot": backup
+        real = [v for v in real if v.phrase not in LIGHT_VERBS]
     first = real[0]
     has_config = any(v.phrase == CONFIG_NOUN for v in real)
     if has_config and first.action in CONFIG_EDIT_ACTIONS and first.phrase != CONFIG_NOUN:
@@ -290,3 +322,11 @@ def verbs_in(norms: Sequence[str],
         found.append((i, hit[1], hit[0]))
         i += hit[1]
     return found
+
+
+# Words that name a part or a flavour of a service rather than a service: trailing in a
+# playbook's name they qualify the words before it (`backup_lidarr_db`: lidarr's db).
+PART_NOUNS: Final = frozenset(normalise(w) for w in """
+    db database data config cert key log secret snapshot version package volume schema os entry
+    record domain app user plugin module extension image disk ubuntu debian rhel centos fedora
+    rocky alma alpine windows linux macos arm arm64 amd64 x86 raspbian ce ee oss""".split())

@@ -110,6 +110,55 @@ EXPECTED: dict[str, dict[str, tuple[str, str, str]]] = {
         "postgres_wal_backup.yml": ("postgres", "backup", "low"),
         "redis_cache_flush.yml": ("redis", "flush", "medium"),
     },
+    # service folders of parts and machine operations, verbs that are no core action
+    "topic-folders": {
+        "playbooks/add_forge_domain.yml": ("forge", "configure", "medium"),
+        "playbooks/convert-notes-with-pandoc.yml": ("notes", "convert", "medium"),
+        "playbooks/forge_setup_runners.yml": ("forge", "deploy", "medium"),
+        "playbooks/healthcheck.yml": ("node container", "verify", "low"),
+        "playbooks/install_docker_debian.yml": ("docker", "deploy", "medium"),
+        "playbooks/install_forge.yml": ("forge", "deploy", "medium"),
+        "playbooks/ping.yml": ("connectivity host", "ping", "low"),  # read-only: low
+        "playbooks/prep_build_node.yml": ("build node", "prepare", "medium"),
+        "playbooks/rollback.yml": ("previous release everywhere", "restore", "high"),
+        "playbooks/site.yml": ("site", "deploy", "high"),  # it imports a teardown
+        "playbooks/tls/distribute_proxy_certs.yml": ("proxy", "distribute", "medium"),
+        "playbooks/tls/stage_certs.yml": ("tls", "stage", "medium"),
+        "playbooks/dns/add_dns_record.yml": ("dns", "configure", "medium"),
+        "playbooks/dns/show_config.yml": ("dns", "show", "low"),  # "config" is no verb here
+        "playbooks/services/backup_prowlarr_db.yml": ("prowlarr", "backup", "low"),
+        "playbooks/services/backup_readarr_db.yml": ("readarr", "backup", "low"),
+        "playbooks/services/deploy_prowlarr.yml": ("prowlarr", "deploy", "medium"),
+        "playbooks/services/deploy_readarr.yml": ("readarr", "deploy", "medium"),
+        "playbooks/services/restore_prowlarr_db.yml": ("prowlarr", "restore", "high"),
+        "playbooks/services/restore_readarr_db.yml": ("readarr", "restore", "high"),
+        "playbooks/services/start_all.yml": ("all", "start", "medium"),
+        "playbooks/services/start_prowlarr.yml": ("prowlarr", "start", "medium"),
+        "playbooks/services/start_readarr.yml": ("readarr", "start", "medium"),
+        "playbooks/services/stop_all.yml": ("all", "stop", "medium"),
+        "playbooks/services/stop_prowlarr.yml": ("prowlarr", "stop", "medium"),
+        "playbooks/services/stop_readarr.yml": ("readarr", "stop", "medium"),
+        "playbooks/sso/join_domain.yml": ("sso", "join", "medium"),
+        "playbooks/sso/leave_domain.yml": ("sso", "leave", "medium"),  # never a deploy
+        "playbooks/tracker/backup_db.yml": ("tracker", "backup", "low"),
+        "playbooks/tracker/deploy_tracker.yml": ("tracker", "deploy", "medium"),
+        "playbooks/vms/add_disk.yml": ("vms", "configure", "medium"),
+        "playbooks/vms/convert_to_template.yml": ("template", "convert", "medium"),
+        "playbooks/vms/create_vm_snapshot.yml": ("vms", "backup", "low"),
+        "playbooks/vms/force_reboot_vm.yml": ("vms", "restart", "high"),
+        "playbooks/vms/list_vm_snapshot.yml": ("vms", "list", "low"),
+        "playbooks/vms/reboot_vm.yml": ("vms", "restart", "high"),
+        "playbooks/vms/remove_vm.yml": ("vms", "remove", "high"),
+        "playbooks/vms/remove_vm_snapshot.yml": ("vms", "remove", "high"),
+        "playbooks/vms/revert_vm_snapshot.yml": ("vms", "restore", "high"),
+        "playbooks/vms/show_vm_node.yml": ("vms", "show", "low"),
+        "playbooks/vms/shutdown_vm.yml": ("vms", "stop", "medium"),
+        "playbooks/vms/stop_vm.yml": ("vms", "stop", "medium"),
+        "playbooks/wiki/backup_db.yml": ("wiki", "backup", "low"),
+        "playbooks/wiki/create_db.yml": ("wiki", "deploy", "medium"),
+        "playbooks/wiki/deploy_wiki.yml": ("wiki", "deploy", "medium"),
+        "playbooks/wiki/restore_db.yml": ("wiki", "restore", "high"),
+    },
 }
 SKIPPED: dict[str, set[str]] = {
     "flat-service-action": {".github/", "inventory/", "roles/", "requirements.yml",
@@ -121,6 +170,8 @@ SKIPPED: dict[str, set[str]] = {
                     "grafana/templates/", "grafana/vars/", "prometheus/files/"},
     "service-noun-action": {".gitlab-ci.yml", "galaxy.yml", "group_vars/", "inventories/",
                             "requirements.yml", "roles/", "vars/"},
+    "topic-folders": {"config/notes/settings.yml", "docker-compose.dev.yml", "inventory/",
+                      "playbooks/secrets.yml"},
 }
 
 
@@ -179,7 +230,70 @@ def test_import_playbook_only_site(repos: Path) -> None:
     site = next(e for e in discover(repos / "per-service").entries if e.path == "site.yml")
     assert site.imports == ("grafana/deploy_grafana.yml", "prometheus/main.yml",
                             "loki/playbook.yml")
-    assert site.hosts == ()
+    assert (site.hosts, site.risk) == (("monitoring",), "medium")  # the imported plays' hosts
+
+
+def test_imports_give_their_hosts_and_a_high_risk(repos: Path) -> None:
+    by_path = {e.path: e for e in discover(repos / "topic-folders").entries}
+    site = by_path["playbooks/site.yml"]  # imports deploy_wiki.yml and vms/remove_vm.yml
+    assert (site.hosts, site.risk, site.action) == (("wiki", "vms"), "high", "deploy")
+    start_all = by_path["playbooks/services/start_all.yml"]  # paths relative to the importer
+    assert start_all.hosts == ("readarr", "prowlarr") and start_all.risk == "medium"
+    alone = parse_playbook("playbooks/site.yml",
+                           (repos / "topic-folders/playbooks/site.yml").read_bytes())
+    assert isinstance(alone, Entry) and alone.hosts == ()  # the file alone: parsing stays pure
+
+
+def test_imports_resolve_templated_loops_and_missing(tmp_path: Path) -> None:
+    write(tmp_path, "a-deploy.yml", b"- import_playbook: b-deploy.yml\n- hosts: web\n")
+    write(tmp_path, "b-deploy.yml", b"- import_playbook: a-deploy.yml\n"
+          b"- hosts: '{{ target }}'\n")
+    write(tmp_path, "c-deploy.yml", b"- import_playbook: '{{ which }}.yml'\n"
+          b"- import_playbook: gone.yml\n")
+    by_path = {e.path: e for e in discover(tmp_path).entries}
+    assert by_path["a-deploy.yml"].hosts == ("web", "set by var `target`")
+    assert by_path["a-deploy.yml"].required_vars == ("target",)
+    assert by_path["c-deploy.yml"].hosts == ()
+
+
+@pytest.mark.parametrize(("path", "service", "qualifiers", "aliases"), [
+    ("python/deploy_python3.yml", "python", (), ("python3",)),  # the folder, with a version
+    ("semaphoreui/check_semaphore_version.yml", "semaphoreui", ("version",),
+     ("semaphore version",)),  # the folder, said short
+    ("metrics/deploy_nginx_metrics_exporter.yml", "nginx metrics exporter", (),
+     ("metrics nginx metrics exporter",)),  # the folder inside a longer name: that name
+    ("services/backup_sonarr_db.yml", "sonarr", ("db",), ("sonarr db",)),
+    ("install_docker_on_ubuntu.yml", "docker", ("ubuntu",), ("docker ubuntu",)),
+    ("check_for_updates.yml", "updates", (), ()),
+])
+def test_names_qualified_by_parts_folders_and_prepositions(
+        path: str, service: str, qualifiers: tuple[str, ...], aliases: tuple[str, ...]) -> None:
+    entry = parse_playbook(path, PLAY)
+    assert isinstance(entry, Entry)
+    assert (entry.service, entry.qualifiers, entry.aliases) == (service, qualifiers, aliases)
+
+
+def test_an_import_play_name_is_no_verb() -> None:
+    entry = parse_playbook("site.yml", b"- name: Import wiki/remove_wiki.yml\n"
+                           b"  import_playbook: wiki/remove_wiki.yml\n")
+    assert isinstance(entry, Entry) and (entry.service, entry.action) == ("site", "deploy")
+
+
+def test_encrypted_vars_and_templated_configs_are_skipped(tmp_path: Path) -> None:
+    vault = b"$ANSIBLE_VAULT;1.1;AES256\n6162636465666768\n"
+    write(tmp_path, "vault.yml", vault)
+    write(tmp_path, "group_secrets.yml", vault)
+    write(tmp_path, "backup-restore.yml", vault)  # named like a playbook: can't tell, say so
+    write(tmp_path, "app/config.yml", b"db:\n  password: {{ vault_db_password }}\n")
+    write(tmp_path, "bad-deploy.yml", b"---\n# a broken playbook stays broken\n- hosts: [\n")
+    write(tmp_path, "docker-compose.override.yml", b"services: {}\n")
+    catalog = discover(tmp_path)
+    assert {s.path: s.reason for s in catalog.skipped} == {
+        "vault.yml": "variables (vault-encrypted)",
+        "group_secrets.yml": "variables (vault-encrypted)",
+        "app/config.yml": "not a playbook (not valid YAML, and no list of plays)",
+        "docker-compose.override.yml": "compose file"}
+    assert {b.path for b in catalog.broken} == {"backup-restore.yml", "bad-deploy.yml"}
 
 
 def write(root: Path, rel: str, data: bytes) -> None:

@@ -24,17 +24,24 @@ from tests.helpers import (
 from workers.settings import Settings
 from workers.worker import running_worker
 from workflows.change_request import ChangeRequestWorkflow
-from workflows.types import ApproveInput, Phase, StepState
+from workflows.types import ApproveInput, DecideInput, Phase, StepState
 
 
-async def test_failed_task_fails_the_request_and_audits_what_ran(env: WorkflowEnvironment, settings: Settings) -> None:
+async def test_failed_task_waits_for_a_decision_and_abort_audits_what_ran(
+    env: WorkflowEnvironment, settings: Settings
+) -> None:
     async with running_worker(env.client, settings):
         handle = await start_request(env, settings, "Deploy doomed")
         await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
         await handle.signal(ChangeRequestWorkflow.approve, ApproveInput(approver="bob"))
+        waiting = await wait_for_phase(handle, Phase.AWAITING_DECISION)
+        await handle.signal(ChangeRequestWorkflow.decide, DecideInput(operator="carol", action="abort"))  # type: ignore[arg-type]
         result = await handle.result()
-        await replay_and_keep(handle, "playbook_failed")
+        await replay_and_keep(handle, "decided_abort")
 
+    assert waiting.steps[0].failure_class == "task_failed"
+    assert waiting.steps[0].evidence == "boom: doomed cannot be deployed"
+    assert waiting.waiting_for == "a decision on step 1 (doomed-deploy.yml): retry, skip or abort"
     assert result.outcome == Phase.FAILED
     [step] = result.steps
     assert step.state == StepState.FAILED and step.attempt == 1, "a failed task is not retried"

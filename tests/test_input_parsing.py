@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from workflows.types import ChangeRequestInput, InvalidInput, parse_input
+from workflows.types import ChangeRequestInput
+from workflows.validation import InvalidInput, parse_input
 
 MINIMAL = {"request": "Deploy hello", "requester": "alice"}
 

@@ -18,6 +18,7 @@ TARGETS = {
     "action-service": ["docker_hosts", "proxmox", "media", "nas01"],
     "per-service": ["monitoring", "lab", "media"],
     "service-noun-action": ["cloud", "db", "proxy"],
+    "topic-folders": ["vms", "template", "forge", "nas01", "nas02"],
 }
 Plan = list[tuple[str, str]]
 
@@ -127,6 +128,64 @@ PLANS: list[tuple[str, str, Plan]] = [
      [("nextcloud_maintenance_stop.yml", "stop"), ("nextcloud_update.yml", "update"),
       ("nextcloud_maintenance_start.yml", "start")]),
     ("service-noun-action", "vacuum postgres", [("postgres_db_vacuum.yml", "vacuum")]),
+    # service folders whose playbooks name a part of the service (`wiki/backup_db.yml`)
+    ("topic-folders", "back up the wiki", [("playbooks/wiki/backup_db.yml", "backup")]),
+    ("topic-folders", "create the wiki database", [("playbooks/wiki/create_db.yml", "deploy")]),
+    ("topic-folders", "deploy the tracker and back it up",
+     [("playbooks/tracker/deploy_tracker.yml", "deploy"),
+      ("playbooks/tracker/backup_db.yml", "backup")]),
+    ("topic-folders", "stop readarr, restore its database, then start it again",
+     [("playbooks/services/stop_readarr.yml", "stop"),
+      ("playbooks/services/restore_readarr_db.yml", "restore"),
+      ("playbooks/services/start_readarr.yml", "start")]),
+    ("topic-folders", "stop readarr and prowlarr, back up both databases",
+     [("playbooks/services/stop_readarr.yml", "stop"),
+      ("playbooks/services/stop_prowlarr.yml", "stop"),
+      ("playbooks/services/backup_readarr_db.yml", "backup"),
+      ("playbooks/services/backup_prowlarr_db.yml", "backup")]),
+    ("topic-folders", "stop all services", [("playbooks/services/stop_all.yml", "stop")]),
+    # machine operations: the rest of a name qualifies the folder's service
+    ("topic-folders", "reboot the vm but do not remove it", [("playbooks/vms/reboot_vm.yml",
+                                                              "restart")]),
+    ("topic-folders", "force reboot the vm", [("playbooks/vms/force_reboot_vm.yml", "restart")]),
+    ("topic-folders", "take a snapshot of the vm",
+     [("playbooks/vms/create_vm_snapshot.yml", "backup")]),
+    ("topic-folders", "create a vm snapshot", [("playbooks/vms/create_vm_snapshot.yml", "backup")]),
+    ("topic-folders", "roll back the vm snapshot",
+     [("playbooks/vms/revert_vm_snapshot.yml", "restore")]),
+    ("topic-folders", "list the vm snapshots", [("playbooks/vms/list_vm_snapshot.yml", "list")]),
+    ("topic-folders", "shut down the vm", [("playbooks/vms/shutdown_vm.yml", "stop")]),
+    ("topic-folders", "stop the vm", [("playbooks/vms/stop_vm.yml", "stop")]),
+    ("topic-folders", "remove the vm but keep the snapshots",
+     [("playbooks/vms/remove_vm.yml", "remove")]),
+    ("topic-folders", "convert the vm to a template",  # "template" is an inventory group too
+     [("playbooks/vms/convert_to_template.yml", "convert")]),
+    ("topic-folders", "add a disk to the vm", [("playbooks/vms/add_disk.yml", "configure")]),
+    # verbs beyond the core actions, in names and requests alike
+    ("topic-folders", "show the dns config", [("playbooks/dns/show_config.yml", "show")]),
+    ("topic-folders", "leave the sso domain", [("playbooks/sso/leave_domain.yml", "leave")]),
+    ("topic-folders", "join the domain", [("playbooks/sso/join_domain.yml", "join")]),
+    ("topic-folders", "prep the build node", [("playbooks/prep_build_node.yml", "prepare")]),
+    ("topic-folders", "stage the certs and distribute the proxy certs",
+     [("playbooks/tls/stage_certs.yml", "stage"),
+      ("playbooks/tls/distribute_proxy_certs.yml", "distribute")]),
+    ("topic-folders", "convert the notes", [("playbooks/convert-notes-with-pandoc.yml",
+                                             "convert")]),
+    # <service>_<verb>_<part>, platforms, a catalog name after "to"
+    ("topic-folders", "install the forge and set up its runners",
+     [("playbooks/install_forge.yml", "deploy"),
+      ("playbooks/forge_setup_runners.yml", "deploy")]),
+    ("topic-folders", "add a domain to forge",  # "forge" is an inventory group too
+     [("playbooks/add_forge_domain.yml", "configure")]),
+    ("topic-folders", "add the forge domain and set up the runners",
+     [("playbooks/add_forge_domain.yml", "configure"),
+      ("playbooks/forge_setup_runners.yml", "deploy")]),
+    ("topic-folders", "install docker", [("playbooks/install_docker_debian.yml", "deploy")]),
+    ("topic-folders", "spin up the wiki", [("playbooks/wiki/deploy_wiki.yml", "deploy")]),
+    # verb-only file names
+    ("topic-folders", "ping all hosts", [("playbooks/ping.yml", "ping")]),
+    ("topic-folders", "run the healthcheck playbook", [("playbooks/healthcheck.yml", "verify")]),
+    ("topic-folders", "deploy everything", [("playbooks/site.yml", "deploy")]),
 ]
 
 
@@ -167,6 +226,12 @@ REFUSALS: list[tuple[str, str, str, str]] = [
     ("service-noun-action", "restart", "restart", '"restart" names no service'),
     ("per-service", "deploy grafana and frobnicate loki", "and frobnicate loki",
      'no playbook action called "frobnicate"; "loki" has: deploy'),
+    ("topic-folders", "restore the db", "restore the db",  # every folder has one
+     '3 playbooks fit "restore db" equally'),
+    ("topic-folders", "restart the wiki", "restart the wiki",
+     "wiki has no playbook to restart; it has: backup, deploy, restore"),
+    ("topic-folders", "stop readarr and then restart it", "and then restart it",
+     "readarr has no playbook to restart"),
 ]
 
 
@@ -294,7 +359,89 @@ def test_index_is_reusable(catalogs: dict[str, Catalog]) -> None:
     assert steps(first) == [("grafana/deploy_grafana.yml", "deploy")]
 
 
+def test_a_target_kind_alone_is_the_target(catalogs: dict[str, Catalog]) -> None:
+    intent = plan_request("deploy the wiki on the vms", catalogs["topic-folders"])
+    assert [(s.playbook, s.target_phrase) for s in intent.steps] == [
+        ("playbooks/wiki/deploy_wiki.yml", "the vms")]
+
+
+def test_to_an_inventory_name_is_still_a_target(catalogs: dict[str, Catalog]) -> None:
+    intent = plan(catalogs, "topic-folders", "install docker to forge")  # docker is the object
+    assert [(s.playbook, s.target_phrase) for s in intent.steps] == [
+        ("playbooks/install_docker_debian.yml", "forge")]
+    intent = plan(catalogs, "topic-folders", "deploy the tracker to the vms")
+    assert [(s.playbook, s.target_phrase) for s in intent.steps] == [
+        ("playbooks/tracker/deploy_tracker.yml", "the vms")]
+
+
+def write_playbooks(root: Path, *paths: str) -> Catalog:
+    for name in paths:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("- hosts: all\n  tasks: []\n")
+    return discover(root)
+
+
+def test_a_name_said_short(tmp_path: Path) -> None:
+    catalog = write_playbooks(
+        tmp_path, "semaphoreui/deploy_semaphoreui.yml", "semaphoreui/restore_db.yml",
+        "semaphoreui/check_semaphore_version.yml", "postgresql/deploy_postgresql.yml",
+        "exporters/deploy_postgres_exporter.yml", "checkmk/deploy_checkmk.yml")
+    for request, playbook in [
+            ("restore semaphore", "semaphoreui/restore_db.yml"),
+            ("check the semaphore version", "semaphoreui/check_semaphore_version.yml"),
+            ("deploy postgres", "postgresql/deploy_postgresql.yml"),
+            ("deploy the postgres exporter", "exporters/deploy_postgres_exporter.yml")]:
+        assert [s.playbook for s in plan_request(request, catalog).steps] == [playbook], request
+    assert "check" not in CatalogIndex(catalog).short  # a verb is never a short name
+
+
+def test_a_kind_of_thing_after_a_name_is_no_second_name(tmp_path: Path) -> None:
+    (tmp_path / "media.yml").write_text("- name: Media management services\n  hosts: all\n")
+    (tmp_path / "services.yml").write_text("- name: User services\n  hosts: all\n")
+    catalog = discover(tmp_path)
+    assert steps(plan_request("deploy the media services", catalog)) == [("media.yml", "deploy")]
+    assert steps(plan_request("deploy the services", catalog)) == [("services.yml", "deploy")]
+
+
+def test_a_plural_closing_a_clause_names_a_service(tmp_path: Path) -> None:
+    catalog = write_playbooks(tmp_path, "install_glances.yml", "install_healthchecks.yml",
+                              "update_server.yml", "reboot_server.yml", "check_reboots.yml")
+    assert steps(plan_request("install glances and healthchecks", catalog)) == [
+        ("install_glances.yml", "deploy"), ("install_healthchecks.yml", "deploy")]
+    assert steps(plan_request("update the server and then reboot it", catalog)) == [
+        ("update_server.yml", "update"), ("reboot_server.yml", "restart")]
+
+
+def test_a_part_said_beside_a_service_qualifies_it(tmp_path: Path) -> None:
+    catalog = write_playbooks(tmp_path, "postgresql/deploy_postgresql.yml", "wiki/create_db.yml",
+                              "wiki/restore_db.yml")
+    assert steps(plan_request("deploy the postgresql database", catalog)) == [
+        ("postgresql/deploy_postgresql.yml", "deploy")]
+    assert steps(plan_request("restore the db", catalog)) == [("wiki/restore_db.yml", "restore")]
+
+
+def test_a_name_without_its_version(tmp_path: Path) -> None:
+    for name in ("python/deploy_python3.yml", "python/compile_python3.yml", "install_bind9.yml"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("- hosts: all\n  tasks: []\n")
+    catalog = discover(tmp_path)
+    assert steps(plan_request("compile python", catalog)) == [
+        ("python/compile_python3.yml", "compile")]
+    assert steps(plan_request("install bind", catalog)) == [("install_bind9.yml", "deploy")]
+
+
+def test_an_alias_shared_by_services_is_named_in_the_refusal(
+        catalogs: dict[str, Catalog]) -> None:
+    intent = plan(catalogs, "topic-folders", "restart the db")
+    assert intent.unmatched[0].reason.startswith("db has no playbook to restart")
+
+
 @pytest.mark.parametrize(("word", "action", "risk"), [
+    ("revert", "restore", "high"), ("roll back", "restore", "high"),
+    ("rollback", "restore", "high"), ("create", "deploy", "medium"),
+    ("spin up", "deploy", "medium"), ("prep", "prepare", "medium"), ("leave", "leave", "medium"),
+    ("show", "show", "low"), ("list", "list", "low"), ("ping", "ping", "low"),
+    ("wipe", "wipe", "high"), ("shut down", "stop", "medium"),
     ("install", "deploy", "medium"), ("set up", "deploy", "medium"),
     ("roll out", "deploy", "medium"),
     ("reboot", "restart", "high"), ("reload", "restart", "medium"), ("bounce", "restart", "medium"),

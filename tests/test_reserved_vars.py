@@ -8,7 +8,7 @@ import ansible.constants as C
 import pytest
 from ansible.vars.reserved import get_reserved_names
 
-from workflows.types import InvalidInput, parse_input, reserved_var
+from workflows.validation import InvalidInput, parse_input, reserved_var
 
 PROBES = [
     "ansible_ssh_common_args",  # ProxyCommand: a command on the worker host

@@ -30,11 +30,11 @@ from workflows.types import (
     ApproveInput,
     ChangeRequestInput,
     ChangeRequestStatus,
-    InvalidInput,
+    DecideInput,
     Phase,
     RejectInput,
-    parse_input,
 )
+from workflows.validation import InvalidInput, parse_input
 
 app = typer.Typer(
     help="Plain-words infrastructure changes: plan, approve, run Ansible, audit — on Temporal.",
@@ -147,7 +147,28 @@ def reject(
     _decide(request_id, RejectInput(approver=as_, reason=reason))
 
 
-def _decide(request_id: str, decision: ApproveInput | RejectInput) -> None:
+Comment = Annotated[str | None, typer.Option(help="Why (recorded in the audit).")]
+
+
+@app.command()
+def retry(request_id: RequestId, as_: As, comment: Comment = None) -> None:
+    """Run a failed step again, as a new attempt."""
+    _decide(request_id, DecideInput(operator=as_, action="retry", comment=comment))
+
+
+@app.command()
+def skip(request_id: RequestId, as_: As, comment: Comment = None) -> None:
+    """Skip a failed step and go on; the request ends `partial`."""
+    _decide(request_id, DecideInput(operator=as_, action="skip", comment=comment))
+
+
+@app.command()
+def abort(request_id: RequestId, as_: As, comment: Comment = None) -> None:
+    """Stop at a failed step; later steps never run and the request ends `failed`."""
+    _decide(request_id, DecideInput(operator=as_, action="abort", comment=comment))
+
+
+def _decide(request_id: str, decision: ApproveInput | RejectInput | DecideInput) -> None:
     async def main() -> None:
         status = await ops.decide(await connect(), request_id, decision)
         console.print(render.decided(request_id, decision, status))

@@ -24,6 +24,7 @@ from workflows.types import (
     ApproveInput,
     ChangeRequestInput,
     ChangeRequestStatus,
+    DecideInput,
     Phase,
     PlaybookProgress,
     RejectInput,
@@ -70,12 +71,17 @@ async def submit(
         await asyncio.sleep(0.2)
 
 
-async def decide(client: Client, workflow_id: str, decision: ApproveInput | RejectInput) -> ChangeRequestStatus:
-    """Approve or reject through the validated update, so the caller learns if it was refused."""
+async def decide(
+    client: Client, workflow_id: str, decision: ApproveInput | RejectInput | DecideInput
+) -> ChangeRequestStatus:
+    """Approve, reject or decide through the validated update, so the caller learns if it was refused."""
     handle = client.get_workflow_handle_for(ChangeRequestWorkflow.run, workflow_id)  # type: ignore[arg-type]
-    update = (
-        ChangeRequestWorkflow.approve_update if isinstance(decision, ApproveInput) else ChangeRequestWorkflow.reject_update
-    )
+    if isinstance(decision, ApproveInput):
+        update = ChangeRequestWorkflow.approve_update
+    elif isinstance(decision, RejectInput):
+        update = ChangeRequestWorkflow.reject_update
+    else:
+        update = ChangeRequestWorkflow.decide_update
     try:
         return await handle.execute_update(update, decision)  # type: ignore[arg-type]
     except WorkflowUpdateFailedError as err:

@@ -14,6 +14,7 @@ from activities.discovery import Catalog
 from workflows.types import (
     ApproveInput,
     ChangeRequestStatus,
+    DecideInput,
     Phase,
     PlaybookProgress,
     RejectInput,
@@ -91,7 +92,9 @@ def print_plan(console: Console, status: ChangeRequestStatus) -> None:
         console.print(line)
 
 
-def decided(request_id: str, decision: ApproveInput | RejectInput, status: ChangeRequestStatus) -> str:
+def decided(request_id: str, decision: ApproveInput | RejectInput | DecideInput, status: ChangeRequestStatus) -> str:
+    if isinstance(decision, DecideInput):
+        return f"{request_id}  {decision.action} by {decision.operator}: now {status.phase}"
     if isinstance(decision, RejectInput):
         return f"{request_id}  rejected by {decision.approver}"
     line = f"{request_id}  approved by {decision.approver}"

@@ -28,6 +28,9 @@ class Settings:
     policy: ApprovalPolicy
     playbook_env: tuple[str, ...] = ()  # worker env vars playbooks also get (SIGNOFF_PLAYBOOK_ENV)
     check_mode_preview: bool = True  # preview each step with --check --diff before approval (SIGNOFF_PREVIEW)
+    playbook_concurrency: int = os.cpu_count() or 2  # playbooks at once per worker (SIGNOFF_PLAYBOOK_CONCURRENCY)
+    # default `timeout` and `idle_timeout` of a playbook whose header sets none, in seconds
+    playbook_timeouts: tuple[int, int] = (2 * 3600, 3600)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -47,9 +50,15 @@ class Settings:
                     env.get("SIGNOFF_APPROVAL_TIMEOUT") or "24h", "SIGNOFF_APPROVAL_TIMEOUT"
                 ).total_seconds(),
                 auto_approve_risk=_choice(env, "SIGNOFF_AUTO_APPROVE_RISK", ("none", "low"), "none"),
+                decision_timeout_seconds=_seconds(env, "SIGNOFF_DECISION_TIMEOUT", "24h"),
             ),
             playbook_env=tuple(n.strip() for n in env.get("SIGNOFF_PLAYBOOK_ENV", "").split(",") if n.strip()),
             check_mode_preview=_choice(env, "SIGNOFF_PREVIEW", ("on", "off"), "on") == "on",
+            playbook_concurrency=_positive_int(env, "SIGNOFF_PLAYBOOK_CONCURRENCY", os.cpu_count() or 2),
+            playbook_timeouts=(
+                int(_seconds(env, "SIGNOFF_PLAYBOOK_TIMEOUT", "2h")),
+                int(_seconds(env, "SIGNOFF_IDLE_TIMEOUT", "1h")),
+            ),
         )
         problems = check_policy(settings.policy)
         if problems:
@@ -81,6 +90,10 @@ def parse_duration(value: str, name: str) -> timedelta:
         return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
     except OverflowError:
         raise ConfigError(f"{problem}, not more than {timedelta.max.days} days") from None
+
+
+def _seconds(env: Mapping[str, str], name: str, default: str) -> float:
+    return parse_duration(env.get(name) or default, name).total_seconds()
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

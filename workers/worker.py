@@ -27,12 +27,12 @@ from activities.playbooks import PlaybookActivities, playbook_env
 from activities.rundirs import remove_stale_runs
 from workers.settings import Settings
 from workflows.change_request import SEARCH_ATTRIBUTES, ChangeRequestWorkflow
+from workflows.types import playbook_queue
 from workflows.interceptors import SignoffInterceptor
 
 log = logging.getLogger("signoff.worker")
 
-# Playbooks are mostly waiting on ansible-playbook; a few at once per worker keeps 2 cores busy.
-MAX_CONCURRENT_ACTIVITIES = 8
+BOOKKEEPING_SLOTS = 8  # planning and audit writes: short, and mostly waiting on I/O
 # On SIGTERM / Ctrl-C a running playbook may finish for this long before it is stopped (and
 # then retried on another worker once its heartbeat times out).
 SHUTDOWN_GRACE = timedelta(seconds=60)
@@ -72,33 +72,43 @@ async def ensure_search_attributes(client: Client) -> None:
         ) from err
 
 
-def build_worker(client: Client, settings: Settings, engine: Engine, executor: ThreadPoolExecutor) -> Worker:
+def build_workers(client: Client, settings: Settings, engine: Engine, executor: ThreadPoolExecutor) -> list[Worker]:
+    """Two pollers in one process. The task queue serves workflows and bookkeeping; playbooks
+    run from their own queue (`<task queue>-playbooks`) with their own slots, so an audit write
+    never waits behind Ansible, and at most `playbook_concurrency` of them run at once (Ansible
+    is CPU-bound: more than the cores only makes each slower)."""
     planner = Planner(settings.playbook_dir, settings.inventory, CatalogCache(engine).load)
-    planning = PlanningActivities(planner, settings.policy, settings.check_mode_preview)
-    playbooks = PlaybookActivities(
-        settings.playbook_dir, settings.inventory, playbook_env(os.environ, settings.playbook_env)
-    )
+    planning = PlanningActivities(planner, settings.policy, settings.check_mode_preview, settings.playbook_timeouts)
     audit_db = AuditDbActivities(engine)
     audit_git = AuditGitActivities(settings.audit_repo)
-    return Worker(
+    playbooks = PlaybookActivities(
+        settings.playbook_dir,
+        settings.inventory,
+        playbook_env(os.environ, settings.playbook_env),
+        record_tasks=audit_db.write_tasks,
+    )
+    main = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[ChangeRequestWorkflow],
         interceptors=[SignoffInterceptor()],
-        activities=[
-            planning.plan_change,
-            playbooks.run_playbook,
-            playbooks.preview_playbook,
-            audit_db.record,
-            audit_git.commit_audit,
-        ],
+        # Playbooks here too, only for requests scheduled before they had their own queue.
+        activities=[planning.plan_change, audit_db.record, audit_git.commit_audit, playbooks.run_playbook],
         activity_executor=executor,
-        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+        max_concurrent_activities=BOOKKEEPING_SLOTS,
+    )
+    runner = Worker(
+        client,
+        task_queue=playbook_queue(settings.task_queue),
+        activities=[playbooks.run_playbook, playbooks.preview_playbook],
+        activity_executor=executor,
+        max_concurrent_activities=settings.playbook_concurrency,
         # Heartbeats carry live playbook progress: send the latest at most a second late
         # instead of the default 80% of the heartbeat timeout.
         max_heartbeat_throttle_interval=timedelta(seconds=1),
         graceful_shutdown_timeout=SHUTDOWN_GRACE,
     )
+    return [main, runner]
 
 
 @asynccontextmanager
@@ -106,15 +116,17 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
     """A started worker with its engine and thread pool; all closed on exit. Migrates the
     database and creates the audit repository first, where they are not there yet."""
     engine = make_engine(settings.require_database_url())
-    executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_ACTIVITIES, thread_name_prefix="signoff-activity")
+    executor = ThreadPoolExecutor(
+        max_workers=BOOKKEEPING_SLOTS + settings.playbook_concurrency, thread_name_prefix="signoff-activity"
+    )
     try:
         await asyncio.to_thread(migrate, engine)
         await asyncio.to_thread(init_repo, settings.audit_repo)
         for stale in await asyncio.to_thread(remove_stale_runs):
             log.warning("removed %s, left by an Ansible run whose worker died", stale)
-        worker = build_worker(client, settings, engine, executor)
-        async with worker:
-            yield worker
+        main, runner = build_workers(client, settings, engine, executor)
+        async with runner, main:
+            yield main
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
         engine.dispose()

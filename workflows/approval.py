@@ -58,6 +58,16 @@ def authorize(
             raise Refused(who.raw, f"{who.raw!r} looks like {earlier.name!r}, who already approved; refused as a look-alike")
 
 
+def authorize_operator(who: Identity, *, requester: Identity, policy: ApprovalPolicy) -> None:
+    """Who may retry, skip or abort a failed step: the allowlisted approvers when there is an
+    allowlist, otherwise anyone but the requester (four eyes holds after approval too)."""
+    if who.same_person(requester) or who.looks_like(requester):
+        raise Refused(who.raw, f"{who.name} requested this change and cannot decide on its failed step (four eyes)")
+    allowed = [identify(name) for name in policy.approvers]
+    if allowed and not any(who.same_person(a) for a in allowed):
+        raise Refused(who.raw, f"{who.name} may not decide: not an approver (approvers: {', '.join(a.name for a in allowed)})")
+
+
 def check_policy(policy: ApprovalPolicy) -> list[str]:
     """Problems that make a policy impossible to meet, for the worker to refuse at start."""
     problems = []

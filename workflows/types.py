@@ -9,68 +9,28 @@ mutable state is `ChangeRequestStatus`, which the `status` query returns as it i
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 TASK_QUEUE = "signoff"
+
+
+def playbook_queue(task_queue: str) -> str:
+    """Where playbook activities run: their own queue, so they have their own worker slots."""
+    return f"{task_queue}-playbooks"
+
 WORKFLOW_TYPE = "ChangeRequestWorkflow"
 NOT_YET_PLANNED = "(shown once planned)"  # a var's value in `status` before the plan says if it is secret
-
-# Bounds on what a requester may send, checked before anything walks the value: a deeply nested
-# object would otherwise blow the recursion limit wherever it is converted (history, query, DB).
-MAX_INPUT_BYTES = 256 * 1024
-MAX_REQUEST_CHARS = 4000
-MAX_VARS_DEPTH = 32
-MAX_VARS_NODES = 10_000  # keys and list items, all levels together
-MAX_VAR_NAME_CHARS = 128
-MAX_INVENTORY_CHARS = 1000
-
-# Names Ansible gives a meaning of its own: connection and privilege settings, magic variables,
-# play keywords and Jinja globals. An extra var has the highest precedence in Ansible, so any of
-# these set by a requester would steer Ansible itself (`ansible_ssh_common_args` runs commands on
-# the worker, `ansible_connection: local` moves a play onto it). Taken from ansible-core's
-# `get_reserved_names()`, `INTERNAL_STATIC_VARS` and `MAGIC_VARIABLE_MAPPING`; the planning
-# activity checks again against the installed ansible-core, and a test keeps this list a superset.
-RESERVED_VAR_PREFIXES = ("ansible_", "_ansible", "inventory_", "role_", "play_", "playbook_", "discovered_interpreter")
-RESERVED_VAR_NAMES = frozenset(
-    {
-        "action", "always", "any_errors_fatal", "args", "async", "async_val", "become", "become_exe",
-        "become_flags", "become_method", "become_pass", "become_user", "block", "changed_when",
-        "check_mode", "collections", "connection", "cycler", "debugger", "delay", "delegate_facts",
-        "delegate_to", "dict", "diff", "environment", "fact_path", "failed_when", "force_handlers",
-        "gather_facts", "gather_timeout", "group_names", "groups", "handlers", "hosts", "hostvars",
-        "ignore_errors", "ignore_unreachable", "item", "joiner", "lipsum", "local_action", "lookup",
-        "loop", "loop_control", "loop_with", "max_fail_percentage", "module_defaults", "name",
-        "namespace", "no_log", "notify", "now", "omit", "order", "password", "poll", "port",
-        "post_tasks", "pre_tasks", "private_key_file", "q", "query", "range", "register",
-        "remote_addr", "remote_user", "rescue", "retries", "roles", "run_once", "serial", "strategy",
-        "tags", "tasks", "throttle", "timeout", "undef", "until", "vars", "vars_files", "vars_prompt",
-        "when", "with_",
-    }
-)
-# Var names whose values are treated as secret even when no playbook says so.
-CREDENTIAL_NAME_PARTS = ("password", "passwd", "secret", "token", "key", "credential", "private")
-
-
-def reserved_var(name: str) -> bool:
-    lowered = name.lower()
-    return lowered in RESERVED_VAR_NAMES or lowered.startswith(RESERVED_VAR_PREFIXES) or lowered.startswith("with_")
-
-
-def credential_like(name: str) -> bool:
-    lowered = name.lower()
-    return any(part in lowered for part in CREDENTIAL_NAME_PARTS)
-
 
 class Phase(enum.StrEnum):
     PLANNING = "planning"
     PLANNED = "planned"  # final for dry_run
     AWAITING_APPROVAL = "awaiting_approval"
     EXECUTING = "executing"
+    AWAITING_DECISION = "awaiting_decision"  # a step failed: retry, skip or abort?
     SUCCEEDED = "succeeded"
+    PARTIAL = "partial"  # final: every step ran or was skipped by an operator's decision
     FAILED = "failed"
     REJECTED = "rejected"
     EXPIRED = "expired"
@@ -92,12 +52,35 @@ class StepState(enum.StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    SKIPPED = "skipped"  # by an operator's decision after it failed
     CANCELLED = "cancelled"
 
 
 class Verdict(enum.StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
+    # an operator's decision on a failed step (the `decide` signal's `action`)
+    RETRY = "retry"
+    SKIP = "skip"
+    ABORT = "abort"
+
+
+DECIDE_ACTIONS = (Verdict.RETRY, Verdict.SKIP, Verdict.ABORT)
+
+
+class FailureClass(enum.StrEnum):
+    """Why a playbook run failed (activities/classify.py); only some are worth retrying."""
+
+    UNREACHABLE = "unreachable"  # retried with backoff
+    AUTH_DENIED = "auth_denied"
+    MISSING_DEPENDENCY = "missing_dependency"  # package, module, command
+    UNDEFINED_VARIABLE = "undefined_variable"
+    SYNTAX_ERROR = "syntax_error"
+    TASK_FAILED = "task_failed"
+    TIMEOUT = "timeout"  # ran past its `timeout`
+    HUNG = "hung"  # no Ansible event for its `idle_timeout`
+    KILLED = "killed"  # retried with backoff
+    ERROR = "error"  # failed before any task, for no reason the table knows
 
 
 class ErrorType(enum.StrEnum):
@@ -109,7 +92,12 @@ class ErrorType(enum.StrEnum):
     PlaybookFailed      Ansible ran and a task failed (never retried: rerunning will not help)
     PlaybookError       Ansible could not run the playbook: syntax error, missing file or var
     HostUnreachable     a host could not be reached (retried by Temporal, then fails the step)
+    PlaybookTimeout     the playbook ran past its `timeout` and was stopped (never retried)
+    PlaybookHung        no Ansible event arrived for its `idle_timeout`; stopped (never retried)
+    PlaybookKilled      ansible-playbook died of a signal (retried by Temporal)
     AuditFailed         the git audit cannot be written (a path the filesystem refuses); recorded
+
+    A failed playbook attaches its PlaybookResult, whose `failure_class` and `evidence` say why.
     """
 
     INVALID_INPUT = "InvalidInput"
@@ -118,16 +106,10 @@ class ErrorType(enum.StrEnum):
     PLAYBOOK_FAILED = "PlaybookFailed"
     PLAYBOOK_ERROR = "PlaybookError"
     HOST_UNREACHABLE = "HostUnreachable"
+    PLAYBOOK_TIMEOUT = "PlaybookTimeout"
+    PLAYBOOK_HUNG = "PlaybookHung"
+    PLAYBOOK_KILLED = "PlaybookKilled"
     AUDIT_FAILED = "AuditFailed"
-
-
-class InvalidInput(ValueError):
-    """Raised by the parsers below; `field` names the offending field ("" for the whole value)."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{field}: {problem}" if field else problem)
 
 
 # --- workflow input -------------------------------------------------------------------------
@@ -154,154 +136,11 @@ class RejectInput:
     reason: str | None = None
 
 
-_JINJA = re.compile(r"{{|{%|{#")
-# Terminal escapes, other C0/C1 controls and bidi overrides (Trojan Source) would make the
-# request an approver reads differ from the one that was sent.
-_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# A host pattern as Ansible reads `--limit`: names, groups, globs, ranges and the `:&!,` operators.
-# Not `@file` (Ansible would read the hosts from that file on the worker) and no whitespace tricks.
-_LIMIT = re.compile(r"^[A-Za-z0-9_.*?\[\]:&!,~^$|()+-]+$")
-
-
-def parse_input(value: object) -> ChangeRequestInput:
-    """Validate decoded workflow input strictly: unknown fields are errors, not ignored."""
-    obj = _object(value, ChangeRequestInput)
-    request = _text(obj, "request")
-    if len(request) > MAX_REQUEST_CHARS:
-        raise InvalidInput("request", f"is longer than {MAX_REQUEST_CHARS} characters")
-    if _INVISIBLE.search(request):
-        raise InvalidInput("request", "holds control or bidirectional-override characters, which hide text from the approver")
-    requester = _text(obj, "requester")
-    inventory = obj.get("inventory")
-    if inventory is not None and (not isinstance(inventory, str) or not inventory.strip()):
-        raise InvalidInput("inventory", "must be a non-empty string (a group or host pattern)")
-    if inventory is not None:
-        inventory = inventory.strip()
-        if len(inventory) > MAX_INVENTORY_CHARS or not _LIMIT.match(inventory):
-            raise InvalidInput(
-                "inventory", "must be an Ansible host pattern (names, groups, globs, ranges, ':&!,'), not a file or command"
-            )
-    extra_vars = obj.get("vars", {})
-    if not isinstance(extra_vars, dict):
-        raise InvalidInput("vars", f"must be an object, got {_json_type(extra_vars)}")
-    check_shape("vars", extra_vars)
-    for name, var_value in extra_vars.items():
-        check_var_name(name)
-        _reject_templates(f"vars.{name}", var_value)
-    dry_run = obj.get("dry_run", False)
-    if not isinstance(dry_run, bool):
-        raise InvalidInput("dry_run", f"must be true or false, got {_json_type(dry_run)}")
-    return ChangeRequestInput(
-        request=request.strip(),
-        requester=requester.strip(),
-        inventory=inventory or None,
-        vars=dict(extra_vars),
-        dry_run=dry_run,
-    )
-
-
-def parse_approve(value: object) -> ApproveInput:
-    obj = _object(value, ApproveInput)
-    return ApproveInput(approver=_text(obj, "approver").strip(), comment=_optional_text(obj, "comment"))
-
-
-def parse_reject(value: object) -> RejectInput:
-    obj = _object(value, RejectInput)
-    return RejectInput(approver=_text(obj, "approver").strip(), reason=_optional_text(obj, "reason"))
-
-
-def _object(value: object, cls: type) -> dict[str, Any]:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    if not isinstance(value, dict):
-        raise InvalidInput("", f"input must be a JSON object, got {_json_type(value)}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(value) - known)
-    if unknown:
-        raise InvalidInput(unknown[0], f"unknown field (expected one of: {', '.join(sorted(known))})")
-    return value
-
-
-def _text(obj: dict[str, Any], name: str) -> str:
-    if name not in obj:
-        raise InvalidInput(name, "is required")
-    value = obj[name]
-    if not isinstance(value, str):
-        raise InvalidInput(name, f"must be a string, got {_json_type(value)}")
-    if not value.strip():
-        raise InvalidInput(name, "must not be empty")
-    return value
-
-
-def _optional_text(obj: dict[str, Any], name: str) -> str | None:
-    value = obj.get(name)
-    if value is not None and not isinstance(value, str):
-        raise InvalidInput(name, f"must be a string, got {_json_type(value)}")
-    return value
-
-
-def check_var_name(name: str) -> None:
-    if len(name) > MAX_VAR_NAME_CHARS or not _VAR_NAME.match(name):
-        raise InvalidInput(f"vars.{name[:MAX_VAR_NAME_CHARS]}", "is not a valid Ansible variable name")
-    if reserved_var(name):
-        raise InvalidInput(
-            f"vars.{name}",
-            "is a name Ansible reserves (connection, privilege or magic variable, or play keyword); "
-            "a request may not set it",
-        )
-
-
-def check_shape(path: str, value: object) -> None:
-    """Depth and size limits, checked without recursion so no input can exhaust the stack."""
-    stack: list[tuple[object, int]] = [(value, 1)]
-    nodes = 0
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_VARS_DEPTH:
-            raise InvalidInput(path, f"is nested deeper than {MAX_VARS_DEPTH} levels")
-        if isinstance(item, dict):
-            nodes += len(item)
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            nodes += len(item)
-            stack.extend((v, depth + 1) for v in item)
-        elif not (item is None or isinstance(item, (str, int, float, bool))):
-            raise InvalidInput(path, f"holds {_json_type(item)}, which is not JSON data")
-        if nodes > MAX_VARS_NODES:
-            raise InvalidInput(path, f"has more than {MAX_VARS_NODES} keys and items")
-
-
-def _reject_templates(path: str, value: object) -> None:
-    """Extra vars are data: a Jinja expression in one would be evaluated by Ansible.
-    Called only on values that passed `check_shape`, so the recursion is bounded."""
-    if isinstance(value, str):
-        if _JINJA.search(value):
-            raise InvalidInput(path, "contains a Jinja template ({{ }}, {% %} or {# #}); extra vars must be plain data")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str) or _JINJA.search(key):
-                raise InvalidInput(f"{path}", "has a key that is a Jinja template; extra vars must be plain data")
-            _reject_templates(f"{path}.{key}", item)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _reject_templates(f"{path}[{index}]", item)
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+@dataclass(frozen=True)
+class DecideInput:
+    operator: str
+    action: str  # retry | skip | abort
+    comment: str | None = None
 
 
 # --- planning -------------------------------------------------------------------------------
@@ -316,6 +155,7 @@ class ApprovalPolicy:
     required_approvals: int = 1
     timeout_seconds: float = 24 * 3600
     auto_approve_risk: str = "none"  # "none" | "low"
+    decision_timeout_seconds: float = 24 * 3600  # then a failed step's request is aborted
 
 
 @dataclass(frozen=True)
@@ -426,6 +266,9 @@ class RunPlaybookInput:
     limit: str | None = None
     vars: dict[str, Any] = field(default_factory=dict)
     secret_vars: list[str] = field(default_factory=list)  # names whose values are scrubbed from records
+    attempt_offset: int = 0  # attempts of an operator's retry continue the step's numbering
+    timeout_seconds: int | None = None  # stop the run after this long (classified timeout)
+    idle_timeout_seconds: int | None = None  # stop it after this long without an Ansible event (hung)
 
 
 @dataclass(frozen=True)
@@ -469,6 +312,8 @@ class PlaybookResult:
     tasks: list[TaskRecord]
     progress: PlaybookProgress
     error: str = ""
+    failure_class: str = ""  # FailureClass, when it failed
+    evidence: str = ""  # the line that decided the class
 
 
 # --- workflow state, query and result -------------------------------------------------------
@@ -481,6 +326,7 @@ class Decision:
     note: str | None
     at: str  # ISO 8601, workflow time
     raw: str | None = None  # the name as sent, when it differs from `who`
+    step: int | None = None  # for retry/skip/abort: the failed step decided on
 
 
 @dataclass(frozen=True)
@@ -502,6 +348,9 @@ class StepStatus:
     failed: int = 0
     error: str | None = None
     task_ids: list[str] = field(default_factory=list)
+    failure_class: str | None = None  # FailureClass of the last failure
+    evidence: str | None = None
+    runs: int = 0  # how many times the step was started (operator retries add one)
 
 
 @dataclass
@@ -517,6 +366,8 @@ class ChangeRequestStatus:
     steps: list[StepStatus] = field(default_factory=list)
     audit_commit: str | None = None
     error: str | None = None
+    decisions: list[Decision] = field(default_factory=list)  # operators' retry/skip/abort
+    waiting_for: str | None = None  # what the request waits for now, in words
 
 
 @dataclass(frozen=True)
