@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import func
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy import Table, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -58,10 +58,16 @@ class AuditDbActivities:
                 "raw": d.raw,
                 "decided_at": d.at,
             }
-            for seq, d in enumerate([*status.approvals, *([status.rejection] if status.rejection else []), *status.decisions])
+            for seq, d in enumerate(
+                [*status.approvals, *([status.rejection] if status.rejection else []), *status.decisions]
+            )
         ]
         steps = [
-            {"change_request_id": status.workflow_id, **_without(dataclasses.asdict(s), "index", "task_ids"), "step": s.index}
+            {
+                "change_request_id": status.workflow_id,
+                **_without(dataclasses.asdict(s), "index", "task_ids"),
+                "step": s.index,
+            }
             for s in status.steps
         ]
         with _permanent_errors_not_retried(), Session(self._engine) as session, session.begin():
@@ -91,7 +97,9 @@ def _permanent_errors_not_retried() -> Iterator[None]:
     except DBAPIError as err:
         if err.connection_invalidated:
             raise
-        raise ApplicationError(f"the database refused the audit rows: {err.orig}", type="AuditRefused", non_retryable=True) from err
+        raise ApplicationError(
+            f"the database refused the audit rows: {err.orig}", type="AuditRefused", non_retryable=True
+        ) from err
 
 
 def _without(row: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -101,8 +109,11 @@ def _without(row: dict[str, Any], *keys: str) -> dict[str, Any]:
 _BATCH = 1000  # rows per statement: PostgreSQL takes at most 65,535 parameters in one
 
 
-def _upsert(session: Session, model: type[Base], rows: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> None:
+def _upsert(
+    session: Session, model: type[Base], rows: list[dict[str, Any]], extra: dict[str, Any] | None = None
+) -> None:
     table = model.__table__
+    assert isinstance(table, Table), "every audit model is mapped to one table"
     keys = [c.name for c in table.primary_key.columns]
     for start in range(0, len(rows), _BATCH):
         stmt = insert(table).values(rows[start : start + _BATCH])

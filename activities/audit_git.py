@@ -105,7 +105,11 @@ class AuditGitActivities:
 def _restore(repo: git.Repo, paths: list[str]) -> None:
     """Undo a commit attempt that failed half-way: unstage, and put every file back as HEAD
     has it (or remove it), so no untracked or modified file is left for the next commit."""
-    tracked = {entry.path for entry in repo.head.commit.tree.traverse()} if repo.head.is_valid() else set()
+    tracked = (
+        {entry.path for entry in repo.head.commit.tree.traverse() if isinstance(entry, git.Blob)}
+        if repo.head.is_valid()
+        else set()
+    )
     if repo.head.is_valid():
         repo.git.reset("-q", "HEAD", "--", *paths)
     for rel in paths:

@@ -99,7 +99,9 @@ class Planner:
         for step in intent.steps:
             planned = _place(step, limit, inventory, request_vars)
             if isinstance(planned, str):
-                return Draft(error=f"step {len(steps) + 1} ({step.playbook}): {planned}", excluded=list(intent.excluded))
+                return Draft(
+                    error=f"step {len(steps) + 1} ({step.playbook}): {planned}", excluded=list(intent.excluded)
+                )
             steps.append(planned)
         try:
             per_step, shown = plan_vars(request_vars, [_step_vars(s.entry) for s in intent.steps])
@@ -156,7 +158,9 @@ def _place(step: Step, limit: str | None, inventory: Inventory, request_vars: Ma
         return f"needs vars {', '.join(missing)}: set them in the request's vars or the inventory"
     if not hosts:
         where = f" within {step_limit}" if step_limit else ""
-        return f"would touch no host: its hosts ({', '.join(entry.hosts) or 'none'}) match nothing in the inventory{where}"
+        return (
+            f"would touch no host: its hosts ({', '.join(entry.hosts) or 'none'}) match nothing in the inventory{where}"
+        )
     return PlannedStep(
         playbook=entry.path,
         service=step.service,

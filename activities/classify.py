@@ -74,7 +74,11 @@ def classify(
     failed = next((t for t in tasks if t.status == "failed"), None)
     if failed is not None:
         where = f"task {failed.task!r} failed on {failed.host}: {failed.msg}"
-        for pattern, cls in ((_UNDEFINED, FailureClass.UNDEFINED_VARIABLE), (_MISSING, FailureClass.MISSING_DEPENDENCY), (_AUTH, FailureClass.AUTH_DENIED)):
+        for pattern, cls in (
+            (_UNDEFINED, FailureClass.UNDEFINED_VARIABLE),
+            (_MISSING, FailureClass.MISSING_DEPENDENCY),
+            (_AUTH, FailureClass.AUTH_DENIED),
+        ):
             if pattern.search(failed.msg):
                 return Failure(cls, failed.msg, where)
         return Failure(FailureClass.TASK_FAILED, failed.msg, where)
@@ -82,9 +86,15 @@ def classify(
     evidence = next((line for line in errors if line.strip()), "")
     if rc < 0 or rc in (137, 143) or (status == "canceled" and not text):
         return Failure(FailureClass.KILLED, f"rc {rc}", f"ansible-playbook was killed (rc {rc})")
-    for pattern, cls in ((_UNDEFINED, FailureClass.UNDEFINED_VARIABLE), (_MISSING, FailureClass.MISSING_DEPENDENCY), (_SYNTAX, FailureClass.SYNTAX_ERROR)):
+    for pattern, cls in (
+        (_UNDEFINED, FailureClass.UNDEFINED_VARIABLE),
+        (_MISSING, FailureClass.MISSING_DEPENDENCY),
+        (_SYNTAX, FailureClass.SYNTAX_ERROR),
+    ):
         found = pattern.search(text)
         if found:
             line = next((line for line in errors if pattern.search(line)), evidence)
             return Failure(cls, line, f"playbook could not run ({status}): {text or f'rc {rc}'}")
-    return Failure(FailureClass.ERROR, evidence or f"rc {rc}", f"playbook could not run ({status}): {text or f'rc {rc}'}")
+    return Failure(
+        FailureClass.ERROR, evidence or f"rc {rc}", f"playbook could not run ({status}): {text or f'rc {rc}'}"
+    )

@@ -54,8 +54,7 @@ class Clause:
     words: set[str] = field(default_factory=set)
 
 
-def read_clauses(request: str, index: NameIndex, target_names: Collection[str] = ()
-                 ) -> list[Clause]:
+def read_clauses(request: str, index: NameIndex, target_names: Collection[str] = ()) -> list[Clause]:
     """Every clause of `request` in order, each read against `index` and the target names."""
     targets = {tuple(vocab.words(n)) for n in target_names} - {()}
     return [_read(c, index, targets) for c in _split(request, vocab.tokenize(request))]
@@ -69,12 +68,12 @@ def _split(request: str, tokens: list[Token]) -> list[Clause]:
 
     def close() -> None:
         if current and start is not None:
-            clauses.append(Clause(request[start:current[-1].end], start, " ".join(connector),
-                                  list(current)))
+            clauses.append(Clause(request[start : current[-1].end], start, " ".join(connector), list(current)))
+
     i = 0
     while i < len(tokens):
-        lows = tuple(t.raw.lower() for t in tokens[i:i + 3])
-        hit = next((s for s in vocab.SPLITTERS if lows[:len(s)] == s), None)
+        lows = tuple(t.raw.lower() for t in tokens[i : i + 3])
+        hit = next((s for s in vocab.SPLITTERS if lows[: len(s)] == s), None)
         if hit is None:
             start = tokens[i].start if start is None else start
             current.append(tokens[i])
@@ -103,7 +102,7 @@ def _read(c: Clause, index: NameIndex, targets: set[Key]) -> Clause:
         t, low = toks[i], toks[i].raw.lower()
         name = index.match_name(norms, i)
         if owner and name and set(name[1]) <= vocab.PART_NOUNS:
-            c.words.update(norms[i:i + name[0]])
+            c.words.update(norms[i : i + name[0]])
             owner, i = False, i + name[0]
             continue
         owner = owner and vocab.is_filler(t)
@@ -112,14 +111,14 @@ def _read(c: Clause, index: NameIndex, targets: set[Key]) -> Clause:
         if t.norm in vocab.NEGATIONS or low in vocab.NEGATIONS:
             c.negated = True
         elif verb and (size > 0 or (size == 0 and not found and not _object(c, toks, i))):
-            found.append((verb[0], " ".join(t.raw for t in toks[i:i + verb[1]])))
-            c.words.update(norms[i:i + verb[1]])
+            found.append((verb[0], " ".join(t.raw for t in toks[i : i + verb[1]])))
+            c.words.update(norms[i : i + verb[1]])
             i += verb[1]
             continue
         elif name:
-            words = dict.fromkeys(t.raw for t in toks[i:i + name[0]])  # "Don't" yields two
+            words = dict.fromkeys(t.raw for t in toks[i : i + name[0]])  # "Don't" yields two
             c.services.append((name[1], " ".join(words)))
-            c.words.update(norms[i:i + name[0]])
+            c.words.update(norms[i : i + name[0]])
             i += name[0]
             continue
         elif {low, t.norm} & vocab.PRONOUNS:
@@ -137,8 +136,11 @@ def _read(c: Clause, index: NameIndex, targets: set[Key]) -> Clause:
         c.words.add(t.norm)
         i += 1
     c.services = _join_names(c.services, index)
-    c.services = [n for i, n in enumerate(c.services)  # "the media services": of media
-                  if not (i and len(n[0]) == 1 and n[0][0] in _KIND_NOUNS)]
+    c.services = [
+        n
+        for i, n in enumerate(c.services)  # "the media services": of media
+        if not (i and len(n[0]) == 1 and n[0][0] in _KIND_NOUNS)
+    ]
     if not (found or c.services or c.pronoun) and tuple(t.norm for t in c.leftovers) in targets:
         c.target, c.leftovers = " ".join(t.raw for t in c.leftovers), []  # "... and nas02"
     c.verb = vocab.choose_verb([v for v, _ in found])
@@ -160,8 +162,7 @@ def _object(c: Clause, toks: list[Token], i: int) -> bool:
     """Whether a word that is a verb and a name is the name: "test grafana" tests and "and
     restart" restarts, but "install glances and healthchecks" names one more service: a
     plural, no imperative, closing a clause that goes on from the one before."""
-    return bool(c.connector) and toks[i].raw.lower().endswith("s") and all(
-        vocab.is_filler(t) for t in toks[i + 1:])
+    return bool(c.connector) and toks[i].raw.lower().endswith("s") and all(vocab.is_filler(t) for t in toks[i + 1 :])
 
 
 def _join_particles(toks: list[Token]) -> list[Token]:
@@ -169,10 +170,9 @@ def _join_particles(toks: list[Token]) -> list[Token]:
     for i, t in enumerate(toks[:-2]):
         particles = vocab.PARTICLES.get(t.norm, frozenset())
         if particles and toks[i + 1].norm not in particles:
-            j = next((j for j in range(i + 2, min(i + 5, len(toks))) if toks[j].norm in particles),
-                     None)
+            j = next((j for j in range(i + 2, min(i + 5, len(toks))) if toks[j].norm in particles), None)
             if j is not None:
-                toks = [*toks[:i + 1], toks[j], *toks[i + 1:j], *toks[j + 1:]]
+                toks = [*toks[: i + 1], toks[j], *toks[i + 1 : j], *toks[j + 1 :]]
     return toks
 
 
@@ -231,26 +231,37 @@ def _cut_target(c: Clause, targets: set[Key], index: NameIndex) -> list[Token]:
                 j += 1
             kind = j < len(toks) and toks[j].raw.lower() in vocab.TARGET_KINDS  # "group media"
             j += kind
-            size = next((n for n in range(min(longest, len(toks) - j), 0, -1)
-                         if tuple(t.norm for t in toks[j:j + n]) in targets), 0)
-            if size and not kind and prep not in vocab.TARGET_PREPOSITIONS \
-                    and _keeps_name(c, i, j, j + size, index):
+            size = next(
+                (
+                    n
+                    for n in range(min(longest, len(toks) - j), 0, -1)
+                    if tuple(t.norm for t in toks[j : j + n]) in targets
+                ),
+                0,
+            )
+            if size and not kind and prep not in vocab.TARGET_PREPOSITIONS and _keeps_name(c, i, j, j + size, index):
                 size = 0
-            if kind and not size and (j == len(toks) or not toks[j].norm[0].isalnum()) and (
-                    prep in vocab.TARGET_PREPOSITIONS or ((toks[j - 1].norm,) in targets
-                                                          and not _keeps_name(c, i, j - 1, j,
-                                                                              index))):
+            if (
+                kind
+                and not size
+                and (j == len(toks) or not toks[j].norm[0].isalnum())
+                and (
+                    prep in vocab.TARGET_PREPOSITIONS
+                    or ((toks[j - 1].norm,) in targets and not _keeps_name(c, i, j - 1, j, index))
+                )
+            ):
                 j, size = j - 1, 1  # "on the vms", "to the vms": the kind names the target
-            if not size and (kind or prep in vocab.TARGET_PREPOSITIONS) and j < len(toks) \
-                    and toks[j].norm[0].isalnum():
+            if not size and (kind or prep in vocab.TARGET_PREPOSITIONS) and j < len(toks) and toks[j].norm[0].isalnum():
                 size = 1  # "on X" is a target whatever X is; the inventory judges it later
-                while j + size < len(toks) and toks[j + size].start == toks[j + size - 1].end + 1 \
-                        and c.text[toks[j + size].start - 1 - c.start] in "-_.":
+                while (
+                    j + size < len(toks)
+                    and toks[j + size].start == toks[j + size - 1].end + 1
+                    and c.text[toks[j + size].start - 1 - c.start] in "-_."
+                ):
                     size += 1  # "nas-01", split by the tokenizer, is one name
             if size:
-                end = j + size + (j + size < len(toks)
-                                  and toks[j + size].raw.lower() in vocab.TARGET_KINDS)
-                phrase = c.text[toks[i + 1].start - c.start:toks[end - 1].end - c.start]
+                end = j + size + (j + size < len(toks) and toks[j + size].raw.lower() in vocab.TARGET_KINDS)
+                phrase = c.text[toks[i + 1].start - c.start : toks[end - 1].end - c.start]
                 c.target = f"{c.target} and {phrase}" if c.target else phrase
                 i = end
                 continue

@@ -6,9 +6,10 @@ per task result. Writes are upserts keyed so that a retried activity writes the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from alembic import command
 from alembic.config import Config
@@ -22,7 +23,7 @@ _MIGRATION_LOCK = 0x5167_0FF
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map: ClassVar[Mapping[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
 class ChangeRequestRow(Base):

@@ -43,10 +43,27 @@ from activities.plays import (
 )
 from activities.safe_yaml import InvalidYaml, YamlTooComplex, load
 
-__all__ = ["MAX_BYTES", "SOURCES", "Broken", "Catalog", "Entry", "HeaderError", "Item",
-           "Skipped", "Source", "VarSpec", "catalog_of", "discover", "entry_from_json",
-           "entry_to_json", "item_from_json", "item_to_json", "parse_playbook", "read_candidate",
-           "walk_playbook_files"]
+__all__ = [
+    "MAX_BYTES",
+    "SOURCES",
+    "Broken",
+    "Catalog",
+    "Entry",
+    "HeaderError",
+    "Item",
+    "Skipped",
+    "Source",
+    "VarSpec",
+    "catalog_of",
+    "discover",
+    "entry_from_json",
+    "entry_to_json",
+    "item_from_json",
+    "item_to_json",
+    "parse_playbook",
+    "read_candidate",
+    "walk_playbook_files",
+]
 
 MAX_BYTES = 1 << 20
 Source = Literal["header", "path"]
@@ -94,19 +111,34 @@ class Catalog:
 
 
 _INVENTORY = "inventory"
-SKIP_DIRS = {name: reason for reason, names in {
-    "role part": "tasks handlers defaults meta", "variables": "vars", "templates": "templates",
-    "static files": "files", "molecule scenarios": "molecule", "role tree": "roles",
-    "collections": "collections", _INVENTORY: "inventory inventories group_vars host_vars",
-    "plugins or modules": "library module_utils plugins filter_plugins lookup_plugins "
-                          "callback_plugins", "vendored": "node_modules venv __pycache__",
-}.items() for name in names.split()}
-SKIP_FILES = {name: reason for reason, names in {
-    "galaxy requirements": "requirements", "collection metadata": "galaxy",
-    "compose file": "docker-compose compose", _INVENTORY: "hosts inventory",
-    "tool config": "mkdocs ansible-navigator execution-environment dependabot codecov "
-                   "renovate taskfile action netlify",
-}.items() for name in names.split()}
+SKIP_DIRS = {
+    name: reason
+    for reason, names in {
+        "role part": "tasks handlers defaults meta",
+        "variables": "vars",
+        "templates": "templates",
+        "static files": "files",
+        "molecule scenarios": "molecule",
+        "role tree": "roles",
+        "collections": "collections",
+        _INVENTORY: "inventory inventories group_vars host_vars",
+        "plugins or modules": "library module_utils plugins filter_plugins lookup_plugins callback_plugins",
+        "vendored": "node_modules venv __pycache__",
+    }.items()
+    for name in names.split()
+}
+SKIP_FILES = {
+    name: reason
+    for reason, names in {
+        "galaxy requirements": "requirements",
+        "collection metadata": "galaxy",
+        "compose file": "docker-compose compose",
+        _INVENTORY: "hosts inventory",
+        "tool config": "mkdocs ansible-navigator execution-environment dependabot codecov "
+        "renovate taskfile action netlify",
+    }.items()
+    for name in names.split()
+}
 
 
 def discover(playbook_dir: Path) -> Catalog:
@@ -116,8 +148,7 @@ def discover(playbook_dir: Path) -> Catalog:
     return catalog_of([*skipped, *broken, *parsed])
 
 
-def walk_playbook_files(playbook_dir: Path
-                        ) -> tuple[list[tuple[str, Path]], list[Skipped], list[Broken]]:
+def walk_playbook_files(playbook_dir: Path) -> tuple[list[tuple[str, Path]], list[Skipped], list[Broken]]:
     """The files to parse, as (relative posix path, absolute path); what the walk itself skipped;
     and what it found broken.
 
@@ -160,8 +191,7 @@ def walk_playbook_files(playbook_dir: Path
     return files, skipped, broken
 
 
-def _judge(root: Path, item: os.DirEntry[str], rel: str
-           ) -> tuple[str, Path] | Skipped | Broken | str | None:
+def _judge(root: Path, item: os.DirEntry[str], rel: str) -> tuple[str, Path] | Skipped | Broken | str | None:
     """A file to parse, a verdict, a folder to walk into (as its rel prefix), or None."""
     is_yaml = item.name.lower().endswith((".yml", ".yaml"))
     is_dir = item.is_dir()  # follows a symlink: judged below before anything walks into it
@@ -246,14 +276,17 @@ def _with_imports(entries: list[Entry]) -> tuple[Entry, ...]:
     result: list[Entry] = []
     for entry in entries:
         kids = imported(entry, {entry.path}) if entry.imports else []
-        result.append(replace(
-            entry,
-            hosts=_union(entry.hosts, *(k.hosts for k in kids)),
-            host_vars=_union(entry.host_vars, *(k.host_vars for k in kids)),
-            required_vars=_union(entry.required_vars, *(k.required_vars for k in kids)),
-            risk="high" if not entry.risk_explicit and any(k.risk == "high" for k in kids)
-            else entry.risk,
-        ) if kids else entry)
+        result.append(
+            replace(
+                entry,
+                hosts=_union(entry.hosts, *(k.hosts for k in kids)),
+                host_vars=_union(entry.host_vars, *(k.host_vars for k in kids)),
+                required_vars=_union(entry.required_vars, *(k.required_vars for k in kids)),
+                risk="high" if not entry.risk_explicit and any(k.risk == "high" for k in kids) else entry.risk,
+            )
+            if kids
+            else entry
+        )
     return tuple(result)
 
 
@@ -302,14 +335,12 @@ def parse_playbook(rel_path: str, data: bytes) -> Item:
         return Broken(rel_path, f"invalid YAML: {err}")
 
 
-def _entry(rel: str, data: bytes, header: dict[str, Any] | None, plays: list[dict[str, Any]],
-           *, vault: bool) -> Entry:
+def _entry(rel: str, data: bytes, header: dict[str, Any] | None, plays: list[dict[str, Any]], *, vault: bool) -> Entry:
     h = hdr.fields_of(header)
     play_names = [p["name"] for p in plays if isinstance(p.get("name"), str)]
     hosts, host_vars = play_hosts(plays)
     # "Import wiki/deploy_wiki.yml" names an import, not what this playbook does
-    name = read_name(rel, [p["name"] for p in plays if isinstance(p.get("name"), str)
-                           and "hosts" in p], hosts)
+    name = read_name(rel, [p["name"] for p in plays if isinstance(p.get("name"), str) and "hosts" in p], hosts)
     return Entry(
         path=rel,
         service=h.service or name.service,
@@ -329,8 +360,9 @@ def _entry(rel: str, data: bytes, header: dict[str, Any] | None, plays: list[dic
         vars_declared=h.vars is not None,
         timeout=h.timeout,
         idle_timeout=h.idle_timeout,
-        imports=tuple(str(p.get("import_playbook") or p.get("ansible.builtin.import_playbook"))
-                      for p in plays if "hosts" not in p),
+        imports=tuple(
+            str(p.get("import_playbook") or p.get("ansible.builtin.import_playbook")) for p in plays if "hosts" not in p
+        ),
         vault=vault,
         service_words=(h.service,) if h.service else name.service_words,
         action_words=(h.verb,) if h.verb else name.action_words,
@@ -371,9 +403,13 @@ def _fits(value: Any, kind: str) -> bool:
     """Whether a JSON value fits an `Entry` field annotated `kind`."""
     if kind == "tuple[VarSpec, ...]":
         return isinstance(value, list) and all(
-            isinstance(v, dict) and set(v) == _VAR_KEYS and isinstance(v["name"], str)
-            and (v["type"] is None or v["type"] in hdr.VAR_TYPES) and isinstance(v["secret"], bool)
-            for v in value)
+            isinstance(v, dict)
+            and set(v) == _VAR_KEYS
+            and isinstance(v["name"], str)
+            and (v["type"] is None or v["type"] in hdr.VAR_TYPES)
+            and isinstance(v["secret"], bool)
+            for v in value
+        )
     if kind == "tuple[str, ...]":
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     if kind == "int | None":
@@ -391,8 +427,7 @@ def item_to_json(item: Item) -> dict[str, Any]:
     """An entry, skipped or broken file as JSON, its class named by "kind"."""
     if isinstance(item, Entry):
         return {"kind": "entry", **entry_to_json(item)}
-    return {"kind": "skipped" if isinstance(item, Skipped) else "broken",
-            "path": item.path, "reason": item.reason}
+    return {"kind": "skipped" if isinstance(item, Skipped) else "broken", "path": item.path, "reason": item.reason}
 
 
 def item_from_json(d: Mapping[str, Any]) -> Item:
@@ -402,7 +437,10 @@ def item_from_json(d: Mapping[str, Any]) -> Item:
         return entry_from_json(d)
     kinds: dict[str, type[Skipped] | type[Broken]] = {"skipped": Skipped, "broken": Broken}
     kind = kinds.get(name) if isinstance(name, str) else None
-    if kind is None or set(d) != {"kind", "path", "reason"} or not all(
-            isinstance(d[k], str) for k in ("path", "reason")):
+    if (
+        kind is None
+        or set(d) != {"kind", "path", "reason"}
+        or not all(isinstance(d[k], str) for k in ("path", "reason"))
+    ):
         raise ValueError(f"not an entry, skipped or broken item: {sorted(d)}")
     return kind(d["path"], d["reason"])

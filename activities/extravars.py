@@ -53,10 +53,7 @@ def ansible_reserves(name: str) -> bool:
     """The installed ansible-core's own view, on top of the static list workflows check."""
     magic = {alias for aliases in ansible_constants.MAGIC_VARIABLE_MAPPING.values() for alias in aliases}
     return (
-        reserved_var(name)
-        or is_reserved_name(name)
-        or name in ansible_constants.INTERNAL_STATIC_VARS
-        or name in magic
+        reserved_var(name) or is_reserved_name(name) or name in ansible_constants.INTERNAL_STATIC_VARS or name in magic
     )
 
 
@@ -80,7 +77,9 @@ def plan_vars(request_vars: Mapping[str, Any], steps: Sequence[StepVars]) -> tup
         for step in steps:
             spec = step.declared.get(name)
             if spec is not None and spec.type and not _has_type(value, spec.type):
-                raise VarsRefused(f"var {name!r} must be of type {spec.type} for {step.playbook}, got {_type_name(value)}")
+                raise VarsRefused(
+                    f"var {name!r} must be of type {spec.type} for {step.playbook}, got {_type_name(value)}"
+                )
     per_step = [sorted(name for name in request_vars if step.accepts(name)) for step in steps]
     shown = [
         PlannedVar(name=name, shown=show_value(value, secret), secret=secret)

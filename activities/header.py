@@ -15,8 +15,9 @@ from typing import Any, Final
 from activities import vocabulary as vocab
 from activities.safe_yaml import InvalidYaml, YamlTooComplex, load
 
-FIELDS: Final = frozenset({"service", "action", "description", "aliases", "required_vars",
-                           "risk", "after", "vars", "timeout", "idle_timeout"})
+FIELDS: Final = frozenset(
+    {"service", "action", "description", "aliases", "required_vars", "risk", "after", "vars", "timeout", "idle_timeout"}
+)
 VAR_TYPES: Final = frozenset({"str", "int", "bool", "list", "dict", "float"})
 _DURATION: Final = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
@@ -132,9 +133,13 @@ def duration(header: dict[str, Any], key: str) -> int | None:
     if value is None:
         return None
     m = _DURATION.fullmatch(str(value).strip().lower().replace(" ", ""))
-    seconds = value if isinstance(value, int) and not isinstance(value, bool) else sum(
-        int(n or 0) * unit for n, unit in zip(m.groups(), (86400, 3600, 60, 1), strict=True)
-    ) if m else 0
+    seconds = (
+        value
+        if isinstance(value, int) and not isinstance(value, bool)
+        else sum(int(n or 0) * unit for n, unit in zip(m.groups(), (86400, 3600, 60, 1), strict=True))
+        if m
+        else 0
+    )
     if seconds <= 0:
         raise HeaderError(f"{key} must be a duration like 30m, 90s or 2h, got {value!r}")
     return seconds

@@ -28,8 +28,7 @@ from activities.discovery import Catalog, Entry
 from activities.names import CLOSEST, CatalogIndex, spellings
 from activities.vocabulary import Verb
 
-__all__ = ["MAX_SUGGESTIONS", "CatalogIndex", "Intent", "Step", "Unmatched", "intent_to_dict",
-           "plan_request"]
+__all__ = ["MAX_SUGGESTIONS", "CatalogIndex", "Intent", "Step", "Unmatched", "intent_to_dict", "plan_request"]
 
 MAX_SUGGESTIONS = 20
 _ANY = vocab.WILDCARD_ACTION
@@ -64,8 +63,7 @@ class Intent:
     ignored: tuple[str, ...] = ()  # clauses with neither verb nor service ("thanks")
 
 
-def plan_request(request: str, catalog: Catalog | CatalogIndex, *,
-                 target_names: Collection[str] = ()) -> Intent:
+def plan_request(request: str, catalog: Catalog | CatalogIndex, *, target_names: Collection[str] = ()) -> Intent:
     """Steps for every clause of `request`, or an error naming each clause that maps to none.
 
     Pass a `CatalogIndex` to plan many requests against one catalog without re-indexing it.
@@ -108,12 +106,19 @@ class _Planner:
             if c.services:
                 self.group = c.services if c.verb else self.group + c.services
             if services is not None and c.lead and not c.verb:  # "and frobnicate B"
-                self._fail(c, negated, f'no playbook action called "{c.lead}"; '
-                           f"{services[0][1]} has: "
-                           + ", ".join(self.index.actions_of(services[0][0])))
+                self._fail(
+                    c,
+                    negated,
+                    f'no playbook action called "{c.lead}"; '
+                    f"{services[0][1]} has: " + ", ".join(self.index.actions_of(services[0][0])),
+                )
             elif services is not None and self.last is None:
-                self._fail(c, negated, f"no action named for {services[0][1]}; it has: "
-                           + ", ".join(self.index.actions_of(services[0][0])))
+                self._fail(
+                    c,
+                    negated,
+                    f"no action named for {services[0][1]}; it has: "
+                    + ", ".join(self.index.actions_of(services[0][0])),
+                )
             elif services is not None and self.last is not None:
                 verb, said, _, where = self.last
                 how = "" if c.verb else f' (from "{where}")'
@@ -123,6 +128,7 @@ class _Planner:
 
     def _services(self, c: Clause, n: int, clauses: list[Clause]) -> list[tuple[Key, str]] | None:
         """The services clause `c` is about, each with its label, or None if it is settled."""
+
         def labelled(named: list[tuple[Key, str]]) -> list[tuple[Key, str]]:
             return [(key, f'"{raw}"') for key, raw in named]
 
@@ -149,7 +155,7 @@ class _Planner:
                 return owners  # "... and set up the certificates" of the service named before
             self._unknown(c, " ".join(t.raw for t in c.leftovers))
             return None
-        ahead = next((d.services for d in clauses[n + 1:] if d.services), [])
+        ahead = next((d.services for d in clauses[n + 1 :] if d.services), [])
         if self.group or ahead:  # "deploy grafana and restart", "check and patch grafana"
             return labelled(self.group or ahead)
         verb = c.verb.phrase if c.verb else "?"
@@ -165,8 +171,7 @@ class _Planner:
         for key, raw in self.group:
             for service in {e.service for e, _ in self.index.names[key].values()}:
                 own = tuple(vocab.words(service))
-                quals = {q for path in self.index.names.get(own, {})
-                         for q in self.index.qualifiers[path]}
+                quals = {q for path in self.index.names.get(own, {}) for q in self.index.qualifiers[path]}
                 if own in self.index.names and said <= quals:
                     owners.setdefault(own, f'"{raw}"')
         return list(owners.items())
@@ -175,21 +180,19 @@ class _Planner:
         words = {t.norm for t in c.leftovers}
         broken = next((b for stem, b in self.index.broken if words <= stem), None)
         if broken is not None:
-            return self._fail(c, c.negated, f'the playbook for "{phrase}" ({broken.path}) is '
-                              f"broken: {broken.reason}")
+            return self._fail(c, c.negated, f'the playbook for "{phrase}" ({broken.path}) is broken: {broken.reason}')
         if self.last is None:
-            return self._fail(c, c.negated, f'no action and no known service in "{phrase}"',
-                              self.index.closest(phrase))
+            return self._fail(c, c.negated, f'no action and no known service in "{phrase}"', self.index.closest(phrase))
         closest = self.index.closest(phrase)
         hint = f"; closest: {', '.join(closest)}" if closest else ""
         if not closest:  # nothing alike: say what takes this verb
             closest = self.index.having(self.last[0].action)
-            hint = (f"; services with a {self.last[0].action} playbook: "
-                    f"{', '.join(closest[:CLOSEST])}") if closest else ""
+            hint = (
+                (f"; services with a {self.last[0].action} playbook: {', '.join(closest[:CLOSEST])}") if closest else ""
+            )
         return self._fail(c, c.negated, f'no service called "{phrase}"{hint}', closest)
 
-    def _fail(self, c: Clause, negated: bool, reason: str, suggestions: Sequence[str] = ()
-              ) -> None:
+    def _fail(self, c: Clause, negated: bool, reason: str, suggestions: Sequence[str] = ()) -> None:
         if negated:  # naming something unknown only to exclude it harms nothing
             self.excluded.append(c.text)
         else:
@@ -201,23 +204,29 @@ class _Planner:
         service = services.pop() if len(services) == 1 else self.index.display[" ".join(key)]
         fits = [(e, own) for e, own in by_path.values() if verb.action in (_ANY, e.action)]
         if not fits:
-            return self._fail(c, negated, f"{service} has no playbook to {verb.action}; it has: "
-                              + ", ".join(self.index.actions_of(key)),
-                              [f"{e.action} {e.service} ({e.path})" for e, _ in by_path.values()])
+            return self._fail(
+                c,
+                negated,
+                f"{service} has no playbook to {verb.action}; it has: " + ", ".join(self.index.actions_of(key)),
+                [f"{e.action} {e.service} ({e.path})" for e, _ in by_path.values()],
+            )
         said = spellings(verb.phrase)
 
         def fit(e: Entry, own: bool) -> tuple[int, int, bool, bool]:
             """Qualifiers said ("apps"), qualifiers not said, the very verb word, own name."""
             q = self.index.qualifiers[e.path]
-            return len(q & c.words), -len(q - c.words), bool(said & self.index.action_words[
-                e.path]), own
+            return len(q & c.words), -len(q - c.words), bool(said & self.index.action_words[e.path]), own
 
         best = max(fit(e, own) for e, own in fits)
         top = [e for e, own in fits if fit(e, own) == best]
         if len(top) > 1:
-            return self._fail(c, negated, f'{len(top)} playbooks fit "{verb.phrase} {service}" '
-                              f"equally: {', '.join(e.path for e in top[:CLOSEST])}",
-                              [e.path for e in top])
+            return self._fail(
+                c,
+                negated,
+                f'{len(top)} playbooks fit "{verb.phrase} {service}" '
+                f"equally: {', '.join(e.path for e in top[:CLOSEST])}",
+                [e.path for e in top],
+            )
         if negated:
             self.negated.add(top[0].path)
             self.excluded.append(c.text)
@@ -226,8 +235,14 @@ class _Planner:
         return None
 
     def _intent(self, steps: Sequence[Step] = (), error: str | None = None) -> Intent:
-        return Intent(self.request, tuple(steps), error, tuple(self.unmatched),
-                      tuple(dict.fromkeys(self.excluded)), tuple(self.ignored))
+        return Intent(
+            self.request,
+            tuple(steps),
+            error,
+            tuple(self.unmatched),
+            tuple(dict.fromkeys(self.excluded)),
+            tuple(self.ignored),
+        )
 
     def _refuse(self) -> Intent:
         shown = "; ".join(f'"{u.clause}": {u.reason}' for u in self.unmatched[:10])
@@ -252,10 +267,10 @@ class _Planner:
         for p in sorted(self.pending, key=lambda p: rank[p.clause]):  # stable within a clause
             e, c = p.entry, clauses[p.clause]
             if e.path not in steps and e.path not in self.negated:
-                risk = e.risk if e.risk_explicit or p.verb.action == _ANY else vocab.max_risk(
-                    [e.risk, p.verb.risk])  # "reboot" said of a restart playbook is high
-                steps[e.path] = Step(e.path, e.action, e.service, risk, p.reason, c.text,
-                                     c.target, e)
+                risk = (
+                    e.risk if e.risk_explicit or p.verb.action == _ANY else vocab.max_risk([e.risk, p.verb.risk])
+                )  # "reboot" said of a restart playbook is high
+                steps[e.path] = Step(e.path, e.action, e.service, risk, p.reason, c.text, c.target, e)
         ordered, cycle = _after_order(list(steps.values()))
         if cycle:
             loop = " → ".join(s.entry.stem for s in [*cycle, cycle[0]])
@@ -271,8 +286,7 @@ def _after_order(steps: list[Step]) -> tuple[list[Step], list[Step]]:
     by_stem: dict[str, list[int]] = {}
     for i, s in enumerate(steps):
         by_stem.setdefault(s.entry.stem, []).append(i)
-    preds = [{j for a in s.entry.after for j in by_stem.get(a, []) if j != i}
-             for i, s in enumerate(steps)]
+    preds = [{j for a in s.entry.after for j in by_stem.get(a, []) if j != i} for i, s in enumerate(steps)]
     waiting = [len(p) for p in preds]
     ready = [i for i, w in enumerate(waiting) if w == 0]
     out: list[int] = []
@@ -290,19 +304,29 @@ def _after_order(steps: list[Step]) -> tuple[list[Step], list[Step]]:
     walk = [min(left)]
     while (node := min(preds[walk[-1]] & left)) not in walk:  # each step left waits on another
         walk.append(node)
-    return [], [steps[i] for i in reversed(walk[walk.index(node):])]
+    return [], [steps[i] for i in reversed(walk[walk.index(node) :])]
 
 
 def intent_to_dict(intent: Intent) -> dict[str, Any]:
     """The JSON shape `signoff plan --json` prints (DESIGN.md section 3)."""
     return {
         "request": intent.request,
-        "steps": [{"playbook": s.playbook, "action": s.action, "service": s.service,
-                   "risk": s.risk, "reason": s.reason, "clause": s.clause,
-                   "target_phrase": s.target_phrase} for s in intent.steps],
+        "steps": [
+            {
+                "playbook": s.playbook,
+                "action": s.action,
+                "service": s.service,
+                "risk": s.risk,
+                "reason": s.reason,
+                "clause": s.clause,
+                "target_phrase": s.target_phrase,
+            }
+            for s in intent.steps
+        ],
         "error": intent.error,
-        "unmatched": [{"clause": u.clause, "reason": u.reason,
-                       "suggestions": list(u.suggestions)} for u in intent.unmatched],
+        "unmatched": [
+            {"clause": u.clause, "reason": u.reason, "suggestions": list(u.suggestions)} for u in intent.unmatched
+        ],
         "excluded": list(intent.excluded),
         "ignored": list(intent.ignored),
     }

@@ -49,8 +49,7 @@ class CatalogIndex:
         self._add_parts()
         self.longest = max(map(len, self.names), default=1)
         self.choices = list(self.display)
-        self.broken = [(frozenset(vocab.words(str(PurePosixPath(b.path).with_suffix("")))), b)
-                       for b in catalog.broken]
+        self.broken = [(frozenset(vocab.words(str(PurePosixPath(b.path).with_suffix("")))), b) for b in catalog.broken]
 
     def _add_parts(self) -> None:
         """A part said alone ("join the domain", "restore the db") names every playbook it
@@ -87,14 +86,16 @@ class CatalogIndex:
                 word = key[0]
                 for n in range(max(4, len(word) - 3), len(word)):
                     starts.setdefault(word[:n], set()).add(key)
-        return {short: next(iter(keys)) for short, keys in starts.items()
-                if len(keys) == 1 and (short,) not in self.names
-                and vocab.match_verb([short], 0, self.verbs) is None}
+        return {
+            short: next(iter(keys))
+            for short, keys in starts.items()
+            if len(keys) == 1 and (short,) not in self.names and vocab.match_verb([short], 0, self.verbs) is None
+        }
 
     def match_name(self, norms: Sequence[str], i: int) -> tuple[int, Key] | None:
         """The longest service name at `norms[i]`: "grafana lab" beats "grafana"."""
         for length in range(min(self.longest + 2, len(norms) - i), 0, -1):
-            key = tuple(norms[i:i + length])
+            key = tuple(norms[i : i + length])
             joined = "".join(key)  # "uptime kuma" said of "uptimekuma", and the other way round
             if key in self.names or (joined,) in self.names:
                 return length, key if key in self.names else (joined,)
@@ -105,8 +106,7 @@ class CatalogIndex:
         return None
 
     def closest(self, phrase: str) -> tuple[str, ...]:
-        hits = process.extract(phrase, self.choices, scorer=fuzz.WRatio, limit=CLOSEST,
-                               score_cutoff=60)
+        hits = process.extract(phrase, self.choices, scorer=fuzz.WRatio, limit=CLOSEST, score_cutoff=60)
         return tuple(self.display[h[0]] for h in hits)
 
     def actions_of(self, key: Key) -> list[str]:

@@ -32,10 +32,12 @@ from activities.vocabulary import (
     words,
 )
 
-CONTAINER_DIRS: Final = frozenset("""
+CONTAINER_DIRS: Final = frozenset(
+    """
     playbooks playbook plays play pb books ansible src automation infra infrastructure ops
     runbooks jobs services apps applications stacks site main common maintenance misc tools utils
-    admin""".split())
+    admin""".split()
+)
 ENTRY_POINTS: Final = frozenset("main site playbook all default index".split())
 SITE_ALIASES: Final = ("everything", "whole site", "entire site")
 ALL_ALIASES: Final = ("all services", "all hosts", "all nodes", "all servers", "everything")
@@ -43,9 +45,11 @@ QUANTIFIERS: Final = frozenset({"all", "every", "everything"})
 PREPOSITIONS: Final = frozenset("to for with on from into in via using by of and".split())
 _HOST_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _VERBISH: Final = re.compile(r"[a-z]{3,}(ate|ize|ise|ify)")
-_NOT_VERBS: Final = frozenset("""
+_NOT_VERBS: Final = frozenset(
+    """
     template private state estate climate candidate enterprise premise expertise corporate
-    separate aggregate ultimate appropriate immediate""".split())
+    separate aggregate ultimate appropriate immediate""".split()
+)
 
 
 @dataclass(frozen=True)
@@ -72,11 +76,9 @@ def _pick(found: list[tuple[int, int, Verb]], n: int) -> tuple[Verb, set[int]] |
     config = [f for f in real if f[2].phrase == CONFIG_NOUN]
     edit = [f for f in real if f[2].phrase != CONFIG_NOUN and f[2].action in CONFIG_EDIT_ACTIONS]
     if config and edit:
-        return Verb(edit[0][2].phrase, "configure", "medium"), spans[config[0][0]] | spans[
-            edit[0][0]]
+        return Verb(edit[0][2].phrase, "configure", "medium"), spans[config[0][0]] | spans[edit[0][0]]
     # `check_backups` opens with its verb; `restic-backup-verify` ends with it.
-    start, _, verb = ([f for f in real if f[0] == 0] or [f for f in real if f[0] + f[1] == n]
-                      or real)[0]
+    start, _, verb = ([f for f in real if f[0] == 0] or [f for f in real if f[0] + f[1] == n] or real)[0]
     return verb, spans[start]
 
 
@@ -107,17 +109,20 @@ def _split_rest(rest: list[str]) -> tuple[list[str], list[str]]:
 def _contains(words_: list[str], part: list[str]) -> int | None:
     """Where `part` starts inside `words_`, or None. A word said short or with a version
     counts (`semaphoreui/check_semaphore_version`, `python/deploy_python3`)."""
-    return next((i for i in range(len(words_) - len(part) + 1)
-                 if part and all(_same(w, p) for w, p in zip(words_[i:i + len(part)], part,
-                                                         strict=True))),
-                None)
+    return next(
+        (
+            i
+            for i in range(len(words_) - len(part) + 1)
+            if part and all(_same(w, p) for w, p in zip(words_[i : i + len(part)], part, strict=True))
+        ),
+        None,
+    )
 
 
 def _same(word: str, folder: str) -> bool:
     short, long = sorted((word, folder), key=len)
-    rest = long[len(short):]
-    return long.startswith(short) and (not rest or (len(short) >= 4 and (
-        len(rest) <= 3 or rest.isdigit())))
+    rest = long[len(short) :]
+    return long.startswith(short) and (not rest or (len(short) >= 4 and (len(rest) <= 3 or rest.isdigit())))
 
 
 def _hosts_names(hosts: Sequence[str]) -> tuple[str, tuple[str, ...]]:
@@ -184,8 +189,9 @@ def read_name(rel_path: str, play_names: Sequence[str], hosts: Sequence[str]) ->
     at = _contains(rest_norm, folder_norm)
     aliases: tuple[str, ...] = ()
     qualifiers: tuple[str, ...] = ()
-    play_words = [t.raw.lower() for t in play_tokens if (t.norm,) not in VERBS
-                  and not is_filler(t) and t.norm not in PREPOSITIONS]
+    play_words = [
+        t.raw.lower() for t in play_tokens if (t.norm,) not in VERBS and not is_filler(t) and t.norm not in PREPOSITIONS
+    ]
     head, tail = _split_rest(rest)
     said = " ".join(head + tail)
     if not rest:
@@ -214,10 +220,10 @@ def read_name(rel_path: str, play_names: Sequence[str], hosts: Sequence[str]) ->
     elif folder:
         service, qualifiers = " ".join(head), tuple(tail)
         aliases = (f"{folder} {said}",) + ((said,) if tail else ())
-    elif picked and 0 < min(used) and max(used) < len(norms) - 1:  # `dokku_setup_certificates`
+    elif picked and min(used) > 0 and max(used) < len(norms) - 1:  # `dokku_setup_certificates`
         before = [raw[i] for i in range(min(used)) if i not in used]
         service = " ".join(before)
-        qualifiers = tuple(w for w in rest[len(before):] if w.lower() not in ARTICLES)
+        qualifiers = tuple(w for w in rest[len(before) :] if w.lower() not in ARTICLES)
         aliases = (said,)
     elif picked and max(used) == len(norms) - 1 and len(head) >= 2:
         service, qualifiers, aliases = head[0], tuple(head[1:] + tail), (said,)

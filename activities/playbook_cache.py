@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -74,14 +74,14 @@ class CatalogCache:
             self._last[root] = (signature, catalog)
         return catalog
 
-    def _load(
-        self, root: str, files: list[tuple[str, Path]], skipped: list[Skipped], broken: list[Broken]
-    ) -> Catalog:
+    def _load(self, root: str, files: list[tuple[str, Path]], skipped: list[Skipped], broken: list[Broken]) -> Catalog:
         with Session(self._engine) as session:
             rows = {
                 row.path: row
                 for row in session.scalars(
-                    select(PlaybookCacheRow).where(PlaybookCacheRow.root == root, PlaybookCacheRow.parser == PARSER_VERSION)
+                    select(PlaybookCacheRow).where(
+                        PlaybookCacheRow.root == root, PlaybookCacheRow.parser == PARSER_VERSION
+                    )
                 )
             }
             session.expunge_all()
@@ -123,6 +123,7 @@ class CatalogCache:
     def _store(self, rows: list[dict[str, Any]]) -> None:
         """Upsert in batches: one statement for 1,000 rows would pass PostgreSQL's parameter limit."""
         table = PlaybookCacheRow.__table__
+        assert isinstance(table, Table)
         with Session(self._engine) as session, session.begin():
             for start in range(0, len(rows), _BATCH):
                 batch = rows[start : start + _BATCH]

@@ -276,9 +276,16 @@ def _outcome(result: PlaybookResult, recorder: _Recorder, tail: str) -> Playbook
         return result
     errors = recorder.errors or ([tail] if tail else [])
     failure = classify(
-        result.tasks, errors, rc=result.rc, status=result.status, stopped=recorder.stopped, last_task=recorder.progress.task
+        result.tasks,
+        errors,
+        rc=result.rc,
+        status=result.status,
+        stopped=recorder.stopped,
+        last_task=recorder.progress.task,
     )
-    details = replace(result, error=failure.message, failure_class=str(failure.cls), evidence=failure.evidence[:_MSG_LIMIT])
+    details = replace(
+        result, error=failure.message, failure_class=str(failure.cls), evidence=failure.evidence[:_MSG_LIMIT]
+    )
     raise ApplicationError(
         failure.message,
         details,

@@ -31,13 +31,15 @@ class Broken:
 
 
 _TEMPLATE_VAR: Final = re.compile(r"\{\{\s*([A-Za-z_]\w*)")
-_MAGIC_VARS: Final = frozenset({"groups", "hostvars", "inventory_hostname", "group_names",
-                                "play_hosts", "ansible_play_hosts", "omit"})
+_MAGIC_VARS: Final = frozenset(
+    {"groups", "hostvars", "inventory_hostname", "group_names", "play_hosts", "ansible_play_hosts", "omit"}
+)
 
 
 def is_play(item: object) -> bool:
     return isinstance(item, dict) and any(
-        k in item for k in ("hosts", "import_playbook", "ansible.builtin.import_playbook"))
+        k in item for k in ("hosts", "import_playbook", "ansible.builtin.import_playbook")
+    )
 
 
 def classify(rel: str, docs: list[Any]) -> list[dict[str, Any]] | Skipped | Broken:
@@ -81,14 +83,14 @@ def play_hosts(plays: Sequence[dict[str, Any]]) -> tuple[tuple[str, ...], tuple[
 
 
 _PLAY_LIST: Final = re.compile(r"-(\s|$)|\[")  # a playbook is a top-level list
-_SECRET_WORDS: Final = frozenset(vocab.normalise(w) for w in (
-    "vault vaulted secret secrets credentials password passwords vars variables".split()))
+_SECRET_WORDS: Final = frozenset(
+    vocab.normalise(w) for w in ("vault vaulted secret secrets credentials password passwords vars variables".split())
+)
 
 
 def first_line(text: str) -> str:
     """The first line of YAML content: no comment, directive or document marker."""
-    return next((ln for ln in text.splitlines() if ln.strip() and not ln.startswith(
-        ("#", "%", "---"))), "")
+    return next((ln for ln in text.splitlines() if ln.strip() and not ln.startswith(("#", "%", "---"))), "")
 
 
 def may_be_plays(text: str) -> bool:

@@ -9,6 +9,7 @@ would leave Ansible running.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -41,8 +42,6 @@ def stop_process_tree(pid: int, grace: float = STOP_GRACE_SECONDS) -> None:
             proc.kill()
         except psutil.Error:
             continue
-
-
 
 
 def _terminate(proc: psutil.Process) -> None:
@@ -86,8 +85,6 @@ def stop_leftovers(workflow_id: str, step: int) -> list[int]:
     for top in tops:
         log.warning("stopping pid %s, left running by an earlier attempt of %s step %s", top.pid, workflow_id, step)
         stop_process_tree(top.pid)
-        try:
+        with contextlib.suppress(psutil.Error):  # gone already, or not ours to wait for
             top.wait(timeout=STOP_GRACE_SECONDS)
-        except psutil.Error:
-            pass
     return sorted(pids)

@@ -14,4 +14,3 @@ from workflows.types import ChangeRequestStatus
 
 def public_status(status: ChangeRequestStatus) -> dict[str, Any]:
     return dataclasses.asdict(status)
-

@@ -59,7 +59,11 @@ def remove_stale_runs() -> list[Path]:
             removed.append(path)
     for path in Path(tempfile.gettempdir()).glob(f"{_LEGACY_PREFIX}*"):
         try:
-            if path.is_dir() and path.stat().st_uid == os.getuid() and time.time() - path.stat().st_mtime > _LEGACY_MAX_AGE:
+            if (
+                path.is_dir()
+                and path.stat().st_uid == os.getuid()
+                and time.time() - path.stat().st_mtime > _LEGACY_MAX_AGE
+            ):
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
         except OSError:
@@ -97,16 +101,11 @@ INHERITED_ENV = frozenset(
 )
 
 
-
 def playbook_env(worker_env: Mapping[str, str], passthrough: Iterable[str] = ()) -> dict[str, str]:
     """The environment every playbook runs with, built from the worker's: the basics, the
     operator's ANSIBLE_* settings and the names in `passthrough` (SIGNOFF_PLAYBOOK_ENV)."""
     extra = set(passthrough)
-    env = {
-        k: v
-        for k, v in worker_env.items()
-        if k in INHERITED_ENV or k in extra or k.startswith(("LC_", "ANSIBLE_"))
-    }
+    env = {k: v for k, v in worker_env.items() if k in INHERITED_ENV or k in extra or k.startswith(("LC_", "ANSIBLE_"))}
     # ansible-playbook is beside this interpreter, on PATH or not
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{worker_env.get('PATH', os.defpath)}"
     env["ANSIBLE_NOCOLOR"] = "1"

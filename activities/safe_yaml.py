@@ -35,7 +35,7 @@ try:
     from yaml._yaml import CParser as _Parser  # libyaml's scanner: four times faster
 except ImportError:  # pragma: no cover - the same events from the pure-Python parser
 
-    class _Parser(Reader, Scanner, Parser):  # type: ignore[no-redef]
+    class _Parser(Reader, Scanner, Parser):  # type: ignore[no-redef]  # the same name as libyaml's parser
         def __init__(self, stream: str) -> None:
             Reader.__init__(self, stream)
             Scanner.__init__(self)
@@ -77,7 +77,8 @@ def _tagged(loader: SafeConstructor, suffix: str, node: yaml.Node) -> Any:
         return loader.construct_scalar(node)
     if isinstance(node, yaml.SequenceNode):
         return loader.construct_sequence(node)
-    return loader.construct_mapping(node)  # type: ignore[arg-type]
+    assert isinstance(node, yaml.MappingNode), "a YAML node is a scalar, a sequence or a mapping"
+    return loader.construct_mapping(node)
 
 
 _GuardedLoader.add_multi_constructor("!", _tagged)
@@ -131,7 +132,6 @@ def load(text: str, max_docs: int = 2) -> list[Any]:
     except (yaml.YAMLError, ValueError, TypeError) as err:  # constructors raise the latter two
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise InvalidYaml(where + (getattr(err, "problem", None) or str(err).split("\n")[0])
-                          ) from err
+        raise InvalidYaml(where + (getattr(err, "problem", None) or str(err).split("\n")[0])) from err
     finally:
         loader.dispose()

@@ -35,42 +35,53 @@ class Verb:
 
 
 SYNONYMS: Final[Mapping[str, tuple[str, ...]]] = {
-    "deploy": ("install", "set up", "setup", "provision", "roll out", "rollout", "bootstrap",
-               "create", "spin up",
-               "redeploy", "reinstall"),
+    "deploy": (
+        "install",
+        "set up",
+        "setup",
+        "provision",
+        "roll out",
+        "rollout",
+        "bootstrap",
+        "create",
+        "spin up",
+        "redeploy",
+        "reinstall",
+    ),
     "configure": ("config", "reconfigure", "set", "add", "register", "change"),
     "update": ("upgrade", "patch", "bump"),
     "restart": ("reboot", "reload", "bounce"),
     "start": (),
     "stop": ("shut down", "shutdown", "spin down", "bring down", "take down"),
-    "remove": ("uninstall", "tear down", "teardown", "decommission", "destroy", "delete", "purge",
-               "deprovision"),
-    "verify": ("check", "health check", "healthcheck", "test", "validate", "smoke test",
-               "smoketest"),
+    "remove": ("uninstall", "tear down", "teardown", "decommission", "destroy", "delete", "purge", "deprovision"),
+    "verify": ("check", "health check", "healthcheck", "test", "validate", "smoke test", "smoketest"),
     "backup": ("snapshot", "back up"),
     "restore": ("revert", "roll back", "rollback"),
     "renew": ("rotate",),
 }
 ACTIONS: Final[tuple[str, ...]] = tuple(SYNONYMS)
 
-_ACTION_RISK: Final[Mapping[str, Risk]] = {
-    "remove": "high", "restore": "high", "verify": "low", "backup": "low"}
+_ACTION_RISK: Final[Mapping[str, Risk]] = {"remove": "high", "restore": "high", "verify": "low", "backup": "low"}
 _WORD_RISK: Final[Mapping[str, Risk]] = {"reboot": "high"}
 
 # Verbs seen in real playbook names that are none of the actions above. They are recognised
 # as verbs (so `postgres-migrate.yml` is not read as a service called "postgres migrate", and
 # `leave_domain.yml` is no deploy of a "leave domain") but keep their own name as the action,
 # with medium risk; a read-only verb is low risk, one that destroys data high.
-OTHER_VERBS: Final = frozenset("""
+OTHER_VERBS: Final = frozenset(
+    """
     migrate scale sync flush clean cleanup prune drain cordon uncordon harden unseal seal mount
     unmount encrypt decrypt rekey promote demote failover import export enable disable pause
     resume suspend reset resize rebuild reindex vacuum compact revoke lock unlock generate init
     initialize sign join leave upload download fetch mirror build publish prepare stage
     distribute convert compile rename move copy apply push pull attach detach extend expand
-    shrink clone""".split())
-READ_ONLY_VERBS: Final = frozenset("""
+    shrink clone""".split()
+)
+READ_ONLY_VERBS: Final = frozenset(
+    """
     show list display print view inspect describe query report ping gather collect scan audit
-    lint dump""".split())
+    lint dump""".split()
+)
 DESTRUCTIVE_VERBS: Final = frozenset("wipe erase format drop truncate nuke shred".split())
 # Other spellings of those verbs: "prep_ansible_node.yml" is "prepare".
 OTHER_SYNONYMS: Final[Mapping[str, str]] = {"prep": "prepare"}
@@ -89,49 +100,99 @@ CONFIG_NOUN: Final = "config"
 CONFIG_EDIT_ACTIONS: Final = frozenset({"update", "configure"})
 
 # Request grammar, checked against both the lower-cased word and its normalised form.
-ARTICLES: Final = frozenset("""
+ARTICLES: Final = frozenset(
+    """
     the a an our my your their old new existing current some any same whole entire every each
-    his her""".split())
+    his her""".split()
+)
 PRONOUNS: Final = frozenset("it its that this itself".split())
 GROUP_PRONOUNS: Final = frozenset("them they those these both their themselves all".split())
 # Nouns that name no particular service; alone they point back like a pronoun ("the service").
-GENERIC_NOUNS: Final = frozenset("""
+GENERIC_NOUNS: Final = frozenset(
+    """
     service services server servers stack container instance playbook yml yaml box machine thing
-    one ones system""".split())
-FILLERS: Final = frozenset("""
+    one ones system""".split()
+)
+FILLERS: Final = frozenset(
+    """
     please pls plz kindly now asap today tonight tomorrow thanks thank thx ty cheers you also
     again too first finally next last we i us let can could would should will shall must want
     wanna need needs to do does did make sure go ahead just quickly right away immediately soon
     later when done is are be been being so which of for with up as well via using by at into
     onto about here there ok okay hey hi hello team folks if possible once more lot much very or
     in on from exist morning evening noon midnight weekend bit little going anyway afterwards
-    """.split())
-NEGATIONS: Final = frozenset("""
-    not never no without except excluding skip avoid keep preserve spare retain""".split())
+    """.split()
+)
+NEGATIONS: Final = frozenset(
+    """
+    not never no without except excluding skip avoid keep preserve spare retain""".split()
+)
 # "restore its database", "back up both databases": a part of the services named before.
 OWNER_WORDS: Final = frozenset({"its", "their", "both"})
 # Clause separators, longest first; intent gives "before", "after" and "without" their meaning.
-SPLITTERS: Final = tuple(tuple(s.split()) for s in (
-    "as well as", "and then", "and also", "followed by", "and", "then", "but", "before", "after",
-    "plus", "without", "except", "excluding", ",", ";", ".", "!", "?", ":"))
+SPLITTERS: Final = tuple(
+    tuple(s.split())
+    for s in (
+        "as well as",
+        "and then",
+        "and also",
+        "followed by",
+        "and",
+        "then",
+        "but",
+        "before",
+        "after",
+        "plus",
+        "without",
+        "except",
+        "excluding",
+        ",",
+        ";",
+        ".",
+        "!",
+        "?",
+        ":",
+    )
+)
 TARGET_PREPOSITIONS: Final = frozenset({"on"})
 # "to X", "in X", "from X" name a target only when X is a known inventory name.
 MAYBE_TARGET_PREPOSITIONS: Final = frozenset({"to", "in", "into", "onto", "from"})
-TARGET_KINDS: Final = frozenset("""
+TARGET_KINDS: Final = frozenset(
+    """
     host hosts group groups node nodes server servers machine machines box boxes cluster
-    clusters vm vms""".split())
+    clusters vm vms""".split()
+)
 
 _NOUN_SYNONYMS: Final[Mapping[str, str]] = {
-    "configuration": CONFIG_NOUN, "configurations": CONFIG_NOUN, "conf": CONFIG_NOUN,
-    "cfg": CONFIG_NOUN, "settings": CONFIG_NOUN, "configs": CONFIG_NOUN,
-    "database": "db", "databases": "db", "dbs": "db",
-    "certificate": "cert", "certificates": "cert", "certs": "cert",
-    "application": "app", "applications": "app", "apps": "app",
-    "vms": "vm", "hosts": "host",
+    "configuration": CONFIG_NOUN,
+    "configurations": CONFIG_NOUN,
+    "conf": CONFIG_NOUN,
+    "cfg": CONFIG_NOUN,
+    "settings": CONFIG_NOUN,
+    "configs": CONFIG_NOUN,
+    "database": "db",
+    "databases": "db",
+    "dbs": "db",
+    "certificate": "cert",
+    "certificates": "cert",
+    "certs": "cert",
+    "application": "app",
+    "applications": "app",
+    "apps": "app",
+    "vms": "vm",
+    "hosts": "host",
 }
 _IRREGULAR: Final[Mapping[str, str]] = {
-    "tore": "tear", "torn": "tear", "ran": "run", "built": "build", "rebuilt": "rebuild",
-    "shut": "shut", "set": "set", "reset": "reset", "setting": "set", "resetting": "reset",
+    "tore": "tear",
+    "torn": "tear",
+    "ran": "run",
+    "built": "build",
+    "rebuilt": "rebuild",
+    "shut": "shut",
+    "set": "set",
+    "reset": "reset",
+    "setting": "set",
+    "resetting": "reset",
 }
 
 
@@ -225,15 +286,18 @@ def tokenize(text: str) -> list[Token]:
             out.append(Token(raw, low, start, end))
         elif ext := re.search(r"\.(ya?ml)$", low):  # "kuma-deploy.yml": ".yml" is a filler word
             cut = start + ext.start()
-            out += [Token(raw[:ext.start()], normalise(raw[:ext.start()]), start, cut),
-                    Token(ext.group(1), ext.group(1), cut + 1, end)]
+            out += [
+                Token(raw[: ext.start()], normalise(raw[: ext.start()]), start, cut),
+                Token(ext.group(1), ext.group(1), cut + 1, end),
+            ]
         elif (suffix == "t" and base.endswith("n")) or _JOINED_NOT.fullmatch(low):
             stem = _CONTRACTIONS.get(base[:-1], base[:-1]) if suffix else "do"
             out += [Token(raw, normalise(stem), start, end), Token(raw, "not", start, end)]
-        elif (out and out[-1].raw.lower() == "re" and out[-1].end == start - 1
-              and (normalise("re" + low),) in VERBS):  # "re-deploy" is "redeploy"
+        elif (
+            out and out[-1].raw.lower() == "re" and out[-1].end == start - 1 and (normalise("re" + low),) in VERBS
+        ):  # "re-deploy" is "redeploy"
             prev = out.pop()
-            out.append(Token(text[prev.start:end], normalise("re" + low), prev.start, end))
+            out.append(Token(text[prev.start : end], normalise("re" + low), prev.start, end))
         else:
             out.append(Token(raw, normalise(base), start, end))  # drops 's, 're, 'll
     return out
@@ -244,11 +308,12 @@ def words(text: str) -> list[str]:
     return [t.norm for t in tokenize(text) if t.norm[0].isalnum()]
 
 
-def match_verb(norms: Sequence[str], i: int,
-               extra: Mapping[tuple[str, ...], Verb] | None = None) -> tuple[Verb, int] | None:
+def match_verb(
+    norms: Sequence[str], i: int, extra: Mapping[tuple[str, ...], Verb] | None = None
+) -> tuple[Verb, int] | None:
     """The longest verb phrase starting at `norms[i]`, with how many words it spans."""
     for length in range(min(MAX_VERB_WORDS, len(norms) - i), 0, -1):
-        key = tuple(norms[i:i + length])
+        key = tuple(norms[i : i + length])
         verb = VERBS.get(key) or (extra.get(key) if extra else None)
         if verb is not None:
             return verb, length
@@ -305,12 +370,16 @@ def choose_verb(found: Sequence[Verb]) -> Verb | None:
 
 def is_filler(token: Token) -> bool:
     low = token.raw.lower()
-    return (low in FILLERS or token.norm in FILLERS or low in ARTICLES or token.norm in ARTICLES
-            or not token.norm[0].isalnum())
+    return (
+        low in FILLERS
+        or token.norm in FILLERS
+        or low in ARTICLES
+        or token.norm in ARTICLES
+        or not token.norm[0].isalnum()
+    )
 
 
-def verbs_in(norms: Sequence[str],
-             extra: Mapping[tuple[str, ...], Verb] | None = None) -> list[tuple[int, int, Verb]]:
+def verbs_in(norms: Sequence[str], extra: Mapping[tuple[str, ...], Verb] | None = None) -> list[tuple[int, int, Verb]]:
     """Every verb phrase in a word list as (start, length, verb), longest phrases first."""
     found: list[tuple[int, int, Verb]] = []
     i = 0
@@ -326,7 +395,10 @@ def verbs_in(norms: Sequence[str],
 
 # Words that name a part or a flavour of a service rather than a service: trailing in a
 # playbook's name they qualify the words before it (`backup_lidarr_db`: lidarr's db).
-PART_NOUNS: Final = frozenset(normalise(w) for w in """
+PART_NOUNS: Final = frozenset(
+    normalise(w)
+    for w in """
     db database data config cert key log secret snapshot version package volume schema os entry
     record domain app user plugin module extension image disk ubuntu debian rhel centos fedora
-    rocky alma alpine windows linux macos arm arm64 amd64 x86 raspbian ce ee oss""".split())
+    rocky alma alpine windows linux macos arm arm64 amd64 x86 raspbian ce ee oss""".split()
+)

@@ -110,7 +110,8 @@ def generate_repo(root: Path) -> Path:
             header = (
                 f"# signoff:\n#   service: {service}\n#   action: {action}\n"
                 f"#   description: {action} {service}\n#   risk: medium\n"
-                if (i * len(ACTIONS) + j) % 4 == 0 else ""
+                if (i * len(ACTIONS) + j) % 4 == 0
+                else ""
             )
             _write(root / rel, header + _play(f"{action.capitalize()} {service}", GROUPS[i % len(GROUPS)]))
     for role in ("common", "docker", "firewall", "users", "backup_agent"):
@@ -132,7 +133,7 @@ def _play(name: str, hosts: str) -> str:
     return (
         f"- name: {name}\n  hosts: {hosts}\n  become: true\n  gather_facts: false\n  tasks:\n"
         f"    - name: Apply the common role\n      ansible.builtin.include_role:\n        name: common\n"
-        f"    - name: Say what happens\n      ansible.builtin.debug:\n        msg: \"{name}\"\n"
+        f'    - name: Say what happens\n      ansible.builtin.debug:\n        msg: "{name}"\n'
     )
 
 
@@ -205,8 +206,13 @@ def catalog_rows(engine: Engine, repo: Path, inventory: Path) -> list[Row]:
     return [
         Row("cold catalog, 1,000 playbooks (CatalogCache.load, empty cache)", cold, "discover()", plain),
         Row("warm catalog, 1,000 playbooks (CatalogCache.load)", warm, "discover()", plain),
-        Row(f"warm catalog + plan, 1,000 playbooks ({request!r})", with_cache,
-            "Planner with plain discover", with_discover, f"< {TARGET_1000 * 1000:.0f} ms"),
+        Row(
+            f"warm catalog + plan, 1,000 playbooks ({request!r})",
+            with_cache,
+            "Planner with plain discover",
+            with_discover,
+            f"< {TARGET_1000 * 1000:.0f} ms",
+        ),
     ]
 
 
@@ -219,7 +225,9 @@ def kuma_row(engine: Engine, work: Path) -> Row:
     print(f"Kuma plan: {[(s.playbook, s.action, s.host_list) for s in steps]}")
     return Row(
         "plan latency, Kuma request on workers/examples/playbooks (warm cache)",
-        timed(lambda: cached.plan(KUMA), reps=30), "Planner with plain discover", timed(lambda: plain.plan(KUMA), reps=30),
+        timed(lambda: cached.plan(KUMA), reps=30),
+        "Planner with plain discover",
+        timed(lambda: plain.plan(KUMA), reps=30),
     )
 
 
@@ -245,10 +253,19 @@ def concurrent_rows(engine: Engine, repo: Path, inventory: Path, rounds: int = 5
             seq_walls.append(time.perf_counter() - start)
             seq_slowest.append(max(singles))
     return [
-        Row("8 plans at once, one shared Planner: slowest single plan", Timing.of(slowest),
-            "slowest of the 8 one after another", Timing.of(seq_slowest), f"< {TARGET_CONCURRENT:.0f} s"),
-        Row("8 plans at once, one shared Planner: wall time", Timing.of(walls),
-            "the 8 one after another", Timing.of(seq_walls)),
+        Row(
+            "8 plans at once, one shared Planner: slowest single plan",
+            Timing.of(slowest),
+            "slowest of the 8 one after another",
+            Timing.of(seq_slowest),
+            f"< {TARGET_CONCURRENT:.0f} s",
+        ),
+        Row(
+            "8 plans at once, one shared Planner: wall time",
+            Timing.of(walls),
+            "the 8 one after another",
+            Timing.of(seq_walls),
+        ),
     ]
 
 
@@ -266,8 +283,9 @@ def accuracy_rows() -> list[Row]:
                 intent = plan_request(request, catalog, target_names=names)
                 right += intent.error is None and [(s.playbook, s.action) for s in intent.steps] == expected
             scores.append(f"{right}/{len(cases)}")
-        rows.append(Row(f"accuracy, tests/fixtures/repos/{repo}", f"{scores[0]} with inventory names, "
-                        f"{scores[1]} without"))
+        rows.append(
+            Row(f"accuracy, tests/fixtures/repos/{repo}", f"{scores[0]} with inventory names, {scores[1]} without")
+        )
     return rows
 
 
@@ -278,8 +296,10 @@ def machine() -> str:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")), "?")
     kib = next(int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal"))
-    return (f"nproc {len(os.sched_getaffinity(0))}, CPU {model}, RAM {kib / 2**20:.1f} GiB, "
-            f"Python {platform.python_version()}")
+    return (
+        f"nproc {len(os.sched_getaffinity(0))}, CPU {model}, RAM {kib / 2**20:.1f} GiB, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def _ms(t: Timing) -> str:
@@ -287,8 +307,10 @@ def _ms(t: Timing) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| figure | median / max ms | anchor | anchor median / max ms | ratio (median) | target |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| figure | median / max ms | anchor | anchor median / max ms | ratio (median) | target |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if isinstance(r.value, str):
             lines.append(f"| {r.figure} | {r.value} | | | | |")
@@ -296,8 +318,9 @@ def table(rows: list[Row]) -> str:
         ratio = f"{r.value.median / r.anchor.median:.2f}×" if r.anchor else ""
         # judged on the max: a target is a bound on every plan, not on the typical one
         met = f"{r.target} {'met' if r.value.max < _seconds(r.target) else 'MISSED'}" if r.target else ""
-        lines.append(f"| {r.figure} | {_ms(r.value)} | {r.anchor_name} | {_ms(r.anchor) if r.anchor else ''} "
-                     f"| {ratio} | {met} |")
+        lines.append(
+            f"| {r.figure} | {_ms(r.value)} | {r.anchor_name} | {_ms(r.anchor) if r.anchor else ''} | {ratio} | {met} |"
+        )
     return "\n".join(lines)
 
 
@@ -316,7 +339,9 @@ def main() -> None:
         pairs = {(e.service, e.action) for e in found.entries}
         if len(found.entries) != 1000 or len(pairs) != 1000:  # every name read as intended
             raise RuntimeError(f"the generated repo reads as {len(pairs)} distinct playbooks, not 1,000")
-        print(f"generated repo: {len(found.entries)} playbooks, {len(found.skipped)} skipped, {len(found.broken)} broken")
+        print(
+            f"generated repo: {len(found.entries)} playbooks, {len(found.skipped)} skipped, {len(found.broken)} broken"
+        )
         inventory = work / "inventory" / "hosts.ini"
         _write(inventory, INVENTORY_INI)
         server = EmbeddedPostgres.start(work / "pgdata")

@@ -38,7 +38,10 @@ async def replay_and_keep(handle: WorkflowHandle[Any, Any], name: str) -> None:
 
 
 async def assert_eventually(
-    check: Callable[[], Awaitable[T]], *, timeout: float = 30.0, interval: float = 0.05
+    check: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = 30.0,  # noqa: ASYNC109  # on timeout the last AssertionError is raised, not a TimeoutError
+    interval: float = 0.05,
 ) -> T:
     """Poll `check` until it stops raising AssertionError; re-raise the last one on timeout."""
     deadline = time.monotonic() + timeout
@@ -63,9 +66,9 @@ async def start_request(
     """Start a change request. Without time skipping by default: a test that will signal must
     not let virtual time run out the approval timeout first (DESIGN.md section 6)."""
     arg = ChangeRequestInput(request=request, requester=requester, **fields)
-    start = env.client.start_workflow(
+    start = env.client.start_workflow(  # type: ignore[misc]  # run takes a RawValue; we send the typed input
         ChangeRequestWorkflow.run,
-        arg,  # type: ignore[arg-type]
+        arg,
         id=f"cr-test-{uuid.uuid4().hex[:8]}",
         task_queue=settings.task_queue,
     )
@@ -75,7 +78,11 @@ async def start_request(
         return await start
 
 
-async def wait_for_phase(handle: WorkflowHandle[Any, Any], phase: Phase, timeout: float = 60) -> ChangeRequestStatus:
+async def wait_for_phase(
+    handle: WorkflowHandle[Any, Any],
+    phase: Phase,
+    timeout: float = 60,  # noqa: ASYNC109  # handed to assert_eventually
+) -> ChangeRequestStatus:
     async def check() -> ChangeRequestStatus:
         status = await handle.query(ChangeRequestWorkflow.status)
         assert status.phase == phase, f"phase is {status.phase}, waiting for {phase}"
@@ -87,8 +94,12 @@ async def wait_for_phase(handle: WorkflowHandle[Any, Any], phase: Phase, timeout
 async def run_temporal(address: str, *args: str, check: bool = True) -> tuple[int, str, str]:
     """Run the real `temporal` binary against `address`; with `check`, fail on a non-zero exit."""
     proc = await asyncio.create_subprocess_exec(
-        str(temporal_binary()), *args, "--address", address,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        str(temporal_binary()),
+        *args,
+        "--address",
+        address,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()
     code = proc.returncode or 0
@@ -133,4 +144,3 @@ def committed_json(repo_path: Path, sha: str, path: str) -> dict[str, Any]:
 def committed_paths(repo_path: Path, sha: str, prefix: str) -> list[str]:
     commit = git.Repo(repo_path).commit(sha)
     return sorted(item.path for item in commit.tree.traverse() if item.path.startswith(prefix) and item.type == "blob")
-

@@ -22,7 +22,9 @@ from workflows.types import ApproveInput, Phase, RejectInput
 DEBUG_ONLY = "Configure hello"  # plans hello-configure.yml alone: a debug task, low risk
 
 
-async def test_reject_ends_rejected_and_runs_nothing(env: WorkflowEnvironment, settings: Settings, out_dir: Path) -> None:
+async def test_reject_ends_rejected_and_runs_nothing(
+    env: WorkflowEnvironment, settings: Settings, out_dir: Path
+) -> None:
     async with running_worker(env.client, settings):
         handle = await start_request(env, settings, "Deploy hello")
         await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
@@ -32,10 +34,13 @@ async def test_reject_ends_rejected_and_runs_nothing(env: WorkflowEnvironment, s
     await replay_and_keep(handle, "rejected")
     assert result.outcome == Phase.REJECTED
     assert not (out_dir / "hello.txt").exists()
-    [row] = db_rows(settings.database_url, "SELECT phase, audit_commit FROM change_requests WHERE id = :id", id=handle.id)
+    [row] = db_rows(
+        settings.database_url, "SELECT phase, audit_commit FROM change_requests WHERE id = :id", id=handle.id
+    )
     assert row == {"phase": "rejected", "audit_commit": result.audit_commit}
     doc = committed_json(settings.audit_repo, result.audit_commit, f".audit/requests/{handle.id}.json")
-    assert doc["rejection"]["who"] == "carol" and doc["rejection"]["note"] == "not today"
+    assert doc["rejection"]["who"] == "carol"
+    assert doc["rejection"]["note"] == "not today"
     assert doc["steps"][0]["state"] == "pending"
 
 
@@ -52,7 +57,9 @@ async def test_refused_signals_are_recorded_and_change_nothing(env: WorkflowEnvi
         async def five_refused() -> list[str]:
             status = await handle.query(ChangeRequestWorkflow.status)
             assert len(status.refused) == 5
-            assert status.phase == Phase.AWAITING_APPROVAL and not status.approvals and status.rejection is None
+            assert status.phase == Phase.AWAITING_APPROVAL
+            assert not status.approvals
+            assert status.rejection is None
             return [r.reason for r in status.refused]
 
         reasons = await assert_eventually(five_refused)
@@ -92,12 +99,15 @@ async def test_quorum_needs_two_different_approvers(env: WorkflowEnvironment, se
         with pytest.raises(WorkflowUpdateFailedError, match="Workflow update failed"):
             await handle.execute_update(ChangeRequestWorkflow.approve_update, ApproveInput(approver="bob"))
         status = await handle.query(ChangeRequestWorkflow.status)
-        assert status.phase == Phase.AWAITING_APPROVAL and len(status.approvals) == 1
+        assert status.phase == Phase.AWAITING_APPROVAL
+        assert len(status.approvals) == 1
         await handle.execute_update(ChangeRequestWorkflow.approve_update, ApproveInput(approver="carol"))
         result = await handle.result()
         await replay_and_keep(handle, "quorum_by_update")
     assert result.outcome == Phase.SUCCEEDED
-    decisions = db_rows(settings.database_url, "SELECT who FROM decisions WHERE change_request_id = :id ORDER BY who", id=handle.id)
+    decisions = db_rows(
+        settings.database_url, "SELECT who FROM decisions WHERE change_request_id = :id ORDER BY who", id=handle.id
+    )
     assert decisions == [{"who": "bob"}, {"who": "carol"}]
 
 
@@ -123,7 +133,9 @@ async def test_no_decision_expires_after_the_timeout(env: WorkflowEnvironment, s
     assert row["phase"] == "expired"
 
 
-async def test_low_risk_is_auto_approved_when_policy_allows(env: WorkflowEnvironment, settings: Settings, out_dir: Path) -> None:
+async def test_low_risk_is_auto_approved_when_policy_allows(
+    env: WorkflowEnvironment, settings: Settings, out_dir: Path
+) -> None:
     settings = with_policy(settings, auto_approve_risk="low")
     async with running_worker(env.client, settings):
         low = await start_request(env, settings, DEBUG_ONLY, time_skipping=True)

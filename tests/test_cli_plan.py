@@ -22,7 +22,15 @@ def repo(tmp_path: Path) -> Path:
 
 async def plan(repo: Path, request: str, *extra: str) -> tuple[int, dict[str, object], str]:
     code, out, err = await signoff(
-        {}, "plan", request, "--playbooks", str(repo), "--inventory", str(repo / "inventory" / "hosts.ini"), "--json", *extra
+        {},
+        "plan",
+        request,
+        "--playbooks",
+        str(repo),
+        "--inventory",
+        str(repo / "inventory" / "hosts.ini"),
+        "--json",
+        *extra,
     )
     return code, json.loads(out) if out.strip() else {}, err
 
@@ -37,22 +45,28 @@ async def test_plan_prints_the_steps_as_json(repo: Path) -> None:
         ("jellyfin/restart_jellyfin.yml", "restart", "jellyfin", ["nas01"], "medium"),
         ("upgrade-nginx.yml", "update", "nginx", ["web1"], "medium"),
     ]
-    assert all(s["reason"] for s in steps) and found["error"] is None
+    assert all(s["reason"] for s in steps)
+    assert found["error"] is None
 
 
 async def test_plan_refuses_half_a_request_and_exits_nonzero(repo: Path) -> None:
     code, found, _ = await plan(repo, "restart jellyfin and deploy grafana")
 
     assert code == 1
-    assert found["steps"] == [] and found["error"]
+    assert found["steps"] == []
+    assert found["error"]
     unmatched = found["unmatched"]
-    assert isinstance(unmatched, list) and "grafana" in unmatched[0]["clause"]
+    assert isinstance(unmatched, list)
+    assert "grafana" in unmatched[0]["clause"]
 
 
 async def test_plan_refuses_a_var_the_playbook_does_not_accept(repo: Path) -> None:
-    code, found, err = await plan(repo, "deploy jellyfin", "--var", "jellyfin_port=8096", "--var", "ansible_become=true")
+    code, found, err = await plan(
+        repo, "deploy jellyfin", "--var", "jellyfin_port=8096", "--var", "ansible_become=true"
+    )
 
-    assert code == 1 and found == {}
+    assert code == 1
+    assert found == {}
     assert err.strip().splitlines() == [
         "error: vars.ansible_become: is a name Ansible reserves (connection, privilege or magic variable, "
         "or play keyword); a request may not set it"
@@ -68,7 +82,10 @@ async def test_playbooks_lists_the_catalog_with_skipped_and_broken(repo: Path) -
     assert code == 0, err
     catalog = json.loads(out)
     assert {e["path"] for e in catalog["entries"]} == {
-        "jellyfin/deploy_jellyfin.yml", "jellyfin/restart_jellyfin.yml", "upgrade-nginx.yml", "patch_hosts.yml"
+        "jellyfin/deploy_jellyfin.yml",
+        "jellyfin/restart_jellyfin.yml",
+        "upgrade-nginx.yml",
+        "patch_hosts.yml",
     }
     assert [b["path"] for b in catalog["broken"]] == ["broken-deploy.yml"]
     assert any(s["path"].startswith("inventory") for s in catalog["skipped"])

@@ -4,6 +4,7 @@ start the real `signoff worker` command, and agree with the workflow's search at
 from __future__ import annotations
 
 import configparser
+import itertools
 import json
 import re
 import shlex
@@ -23,14 +24,23 @@ COMPOSE = DEPLOY / "compose.yml"
 KUBERNETES = sorted((DEPLOY / "kubernetes").glob("*.yaml"))
 DOCKERFILE = DEPLOY / "Dockerfile"
 UNIT = DEPLOY / "systemd" / "signoff-worker.service"
-TEMPORAL_NAMES = {"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "TEMPORAL_TLS",
-                  "TEMPORAL_PROFILE", "TEMPORAL_CONFIG_FILE"}
+TEMPORAL_NAMES = {
+    "TEMPORAL_ADDRESS",
+    "TEMPORAL_NAMESPACE",
+    "TEMPORAL_API_KEY",
+    "TEMPORAL_TLS",
+    "TEMPORAL_PROFILE",
+    "TEMPORAL_CONFIG_FILE",
+}
 OURS = re.compile(r"\b(?:SIGNOFF|TEMPORAL)_[A-Z0-9_]+\b")
 
 
 def known_names() -> set[str]:
-    found = {name for module in ("settings.py", "cli.py")
-             for name in re.findall(r"[\"'](SIGNOFF_[A-Z0-9_]+)[\"']", (ROOT / "workers" / module).read_text())}
+    found = {
+        name
+        for module in ("settings.py", "cli.py")
+        for name in re.findall(r"[\"'](SIGNOFF_[A-Z0-9_]+)[\"']", (ROOT / "workers" / module).read_text())
+    }
     assert {"SIGNOFF_DATABASE_URL", "SIGNOFF_AUDIT_REPO"} <= found  # the grep itself works
     return found | TEMPORAL_NAMES
 
@@ -96,8 +106,14 @@ def test_env_names_are_ones_the_project_reads() -> None:
         ours = {n for n in names if OURS.fullmatch(n)}
         assert ours, f"{where} sets no SIGNOFF_/TEMPORAL_ variable"
         assert ours <= known, f"{where} uses unknown settings {sorted(ours - known)}"
-    production = {"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "SIGNOFF_DATABASE_URL", "SIGNOFF_PLAYBOOK_DIR",
-                  "SIGNOFF_INVENTORY", "SIGNOFF_AUDIT_REPO"}
+    production = {
+        "TEMPORAL_ADDRESS",
+        "TEMPORAL_NAMESPACE",
+        "SIGNOFF_DATABASE_URL",
+        "SIGNOFF_PLAYBOOK_DIR",
+        "SIGNOFF_INVENTORY",
+        "SIGNOFF_AUDIT_REPO",
+    }
     assert production <= used["README"]
     assert production - {"TEMPORAL_NAMESPACE"} <= used["compose"]
     assert production <= used["kubernetes"]
@@ -131,7 +147,7 @@ def test_compose_temporal_registers_exactly_the_workflow_search_attributes() -> 
     command = compose()["services"]["temporal"]["command"]
     command = shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
     assert command[:2] == ["server", "start-dev"]
-    registered = sorted(value for flag, value in zip(command, command[1:]) if flag == "--search-attribute")
+    registered = sorted(value for flag, value in itertools.pairwise(command) if flag == "--search-attribute")
     assert registered == expected
 
 
@@ -145,14 +161,16 @@ def test_kubernetes_worker_runs_non_root_and_drains() -> None:
     assert db_url["valueFrom"]["secretKeyRef"] == {"name": "signoff-db", "key": "url"}
     assert not [d for d in k8s_docs() if d["kind"] == "Secret"], "no real Secret in the repository"
     [user] = [args for instruction, args in dockerfile() if instruction == "USER"]
-    assert user.split(":")[0].isdigit() and int(user.split(":")[0]) > 0  # numeric: runAsNonRoot can check it
+    assert user.split(":")[0].isdigit()
+    assert int(user.split(":")[0]) > 0
 
 
 def test_systemd_unit_parses_and_has_its_sections() -> None:
     unit = systemd_unit()
     assert {"Unit", "Service", "Install"} <= set(unit.sections())
     service = unit["Service"]
-    assert service["ExecStart"] and service["Restart"] == "on-failure"
+    assert service["ExecStart"]
+    assert service["Restart"] == "on-failure"
     assert service["User"] not in ("root", "0")
     assert int(service["TimeoutStopSec"]) >= 60
     assert unit["Install"]["WantedBy"]

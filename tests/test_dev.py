@@ -12,6 +12,7 @@ from pathlib import Path
 
 import git
 import psutil
+import pytest
 
 from tests.helpers import assert_eventually, run_temporal
 from workers.devstack import free_port
@@ -19,14 +20,20 @@ from workers.devstack import free_port
 SIGNOFF = str(Path(sys.executable).parent / "signoff")
 
 
+@pytest.mark.slow
 async def test_dev_stack_runs_a_request_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     address = f"127.0.0.1:{free_port()}"
     env = {**os.environ, "SIGNOFF_DATA_DIR": str(tmp_path), "TEMPORAL_ADDRESS": address}
     for name in ("SIGNOFF_DATABASE_URL", "SIGNOFF_PLAYBOOK_DIR", "SIGNOFF_INVENTORY", "SIGNOFF_AUDIT_REPO"):
         env.pop(name, None)
     dev = await asyncio.create_subprocess_exec(
-        SIGNOFF, "dev", "--ui-port", str(free_port()), env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        SIGNOFF,
+        "dev",
+        "--ui-port",
+        str(free_port()),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     assert dev.stdout is not None
     banner = ""
@@ -35,7 +42,8 @@ async def test_dev_stack_runs_a_request_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
             line = await asyncio.wait_for(dev.stdout.readline(), timeout=60)
             assert line, f"signoff dev exited early:\n{banner}"
             banner += line.decode()
-        assert "Temporal Web UI: http://" in banner and "PostgreSQL (embedded)" in banner
+        assert "Temporal Web UI: http://" in banner
+        assert "PostgreSQL (embedded)" in banner
         started = {p.pid for p in psutil.Process(dev.pid).children(recursive=True)}
         postgres_pid = int((tmp_path / "postgres" / "postmaster.pid").read_text().split()[0])
 
@@ -43,15 +51,29 @@ async def test_dev_stack_runs_a_request_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
             return (await run_temporal(address, *args))[1]
 
         request = {"request": "Restart nginx", "requester": "alice"}
-        await temporal("workflow", "start", "--type", "ChangeRequestWorkflow", "--task-queue", "signoff",
-                       "--workflow-id", "cr-dev-1", "--input", json.dumps(request))
+        await temporal(
+            "workflow",
+            "start",
+            "--type",
+            "ChangeRequestWorkflow",
+            "--task-queue",
+            "signoff",
+            "--workflow-id",
+            "cr-dev-1",
+            "--input",
+            json.dumps(request),
+        )
 
         async def awaiting() -> None:
-            out = await temporal("workflow", "query", "--workflow-id", "cr-dev-1", "--name", "status", "--output", "json")
+            out = await temporal(
+                "workflow", "query", "--workflow-id", "cr-dev-1", "--name", "status", "--output", "json"
+            )
             assert json.loads(out)["queryResult"][0]["phase"] == "awaiting_approval"
 
         await assert_eventually(awaiting, timeout=60)
-        await temporal("workflow", "signal", "--workflow-id", "cr-dev-1", "--name", "approve", "--input", '{"approver": "bob"}')
+        await temporal(
+            "workflow", "signal", "--workflow-id", "cr-dev-1", "--name", "approve", "--input", '{"approver": "bob"}'
+        )
         result = json.loads(await temporal("workflow", "result", "--workflow-id", "cr-dev-1", "--output", "json"))
         assert result["result"]["outcome"] == "succeeded"
         assert (tmp_path / "homelab" / "nginx" / "restarted").read_text() == "restarted\n"
@@ -62,6 +84,10 @@ async def test_dev_stack_runs_a_request_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
         code = await asyncio.wait_for(dev.wait(), timeout=60)
 
     assert code in (0, 130)
-    leftovers = [pid for pid in (*started, postgres_pid) if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    leftovers = [
+        pid
+        for pid in (*started, postgres_pid)
+        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    ]
     assert leftovers == [], "signoff dev left processes running after Ctrl-C"
     assert (tmp_path / "temporal.db").exists(), "the dev server keeps its state in the data dir"

@@ -161,17 +161,48 @@ EXPECTED: dict[str, dict[str, tuple[str, str, str]]] = {
     },
 }
 SKIPPED: dict[str, set[str]] = {
-    "flat-service-action": {".github/", "inventory/", "roles/", "requirements.yml",
-                            "docker-compose.yml", "mkdocs.yml", "vars.yml"},
-    "action-service": {".github/", ".pre-commit-config.yaml", "collections/", "inventories/",
-                       "molecule/", "roles/", "requirements.yml", "execution-environment.yml",
-                       "homelab.yml", "playbooks/tasks/", "playbooks/common-tasks.yml"},
-    "per-service": {".github/", "group_vars/", "host_vars/", "roles/", "grafana/files/",
-                    "grafana/templates/", "grafana/vars/", "prometheus/files/"},
-    "service-noun-action": {".gitlab-ci.yml", "galaxy.yml", "group_vars/", "inventories/",
-                            "requirements.yml", "roles/", "vars/"},
-    "topic-folders": {"config/notes/settings.yml", "docker-compose.dev.yml", "inventory/",
-                      "playbooks/secrets.yml"},
+    "flat-service-action": {
+        ".github/",
+        "inventory/",
+        "roles/",
+        "requirements.yml",
+        "docker-compose.yml",
+        "mkdocs.yml",
+        "vars.yml",
+    },
+    "action-service": {
+        ".github/",
+        ".pre-commit-config.yaml",
+        "collections/",
+        "inventories/",
+        "molecule/",
+        "roles/",
+        "requirements.yml",
+        "execution-environment.yml",
+        "homelab.yml",
+        "playbooks/tasks/",
+        "playbooks/common-tasks.yml",
+    },
+    "per-service": {
+        ".github/",
+        "group_vars/",
+        "host_vars/",
+        "roles/",
+        "grafana/files/",
+        "grafana/templates/",
+        "grafana/vars/",
+        "prometheus/files/",
+    },
+    "service-noun-action": {
+        ".gitlab-ci.yml",
+        "galaxy.yml",
+        "group_vars/",
+        "inventories/",
+        "requirements.yml",
+        "roles/",
+        "vars/",
+    },
+    "topic-folders": {"config/notes/settings.yml", "docker-compose.dev.yml", "inventory/", "playbooks/secrets.yml"},
 }
 
 
@@ -190,8 +221,7 @@ def test_order_is_deterministic(repos: Path) -> None:
 
 
 def test_header_fields(repos: Path) -> None:
-    entry = next(e for e in discover(repos / "flat-service-action").entries
-                 if e.path == "kuma-deploy.yml")
+    entry = next(e for e in discover(repos / "flat-service-action").entries if e.path == "kuma-deploy.yml")
     assert entry.source == "header"
     assert entry.description == "Deploy Uptime Kuma on the homelab docker host"
     assert entry.aliases == ("uptime kuma", "uptime-kuma")
@@ -209,9 +239,12 @@ def test_path_entry_explains_its_words(repos: Path) -> None:
     by_path = {e.path: e for e in discover(repos / "service-noun-action").entries}
     app = by_path["nextcloud_app_update.yml"]
     assert (app.source, app.service_words, app.action_words, app.qualifiers) == (
-        "path", ("nextcloud", "app"), ("update",), ("app",))
-    assert by_path["nextcloud_config_update.yml"].action_words == (
-        "config", "update")
+        "path",
+        ("nextcloud", "app"),
+        ("update",),
+        ("app",),
+    )
+    assert by_path["nextcloud_config_update.yml"].action_words == ("config", "update")
     assert not by_path["nextcloud_update.yml"].vars_declared
 
 
@@ -220,16 +253,14 @@ def test_templated_hosts_make_a_required_var(repos: Path) -> None:
     hass = by_path["homeassistant-deploy.yml"]
     assert hass.hosts == ("set by var `target`",)
     assert hass.required_vars == ("target",)
-    vacuum = next(e for e in discover(repos / "service-noun-action").entries
-                  if e.path == "postgres_db_vacuum.yml")
+    vacuum = next(e for e in discover(repos / "service-noun-action").entries if e.path == "postgres_db_vacuum.yml")
     assert vacuum.required_vars == ("pg_database", "pg_hosts")
     assert vacuum.vars == (VarSpec("pg_database"),)
 
 
 def test_import_playbook_only_site(repos: Path) -> None:
     site = next(e for e in discover(repos / "per-service").entries if e.path == "site.yml")
-    assert site.imports == ("grafana/deploy_grafana.yml", "prometheus/main.yml",
-                            "loki/playbook.yml")
+    assert site.imports == ("grafana/deploy_grafana.yml", "prometheus/main.yml", "loki/playbook.yml")
     assert (site.hosts, site.risk) == (("monitoring",), "medium")  # the imported plays' hosts
 
 
@@ -238,45 +269,58 @@ def test_imports_give_their_hosts_and_a_high_risk(repos: Path) -> None:
     site = by_path["playbooks/site.yml"]  # imports deploy_wiki.yml and vms/remove_vm.yml
     assert (site.hosts, site.risk, site.action) == (("wiki", "vms"), "high", "deploy")
     start_all = by_path["playbooks/services/start_all.yml"]  # paths relative to the importer
-    assert start_all.hosts == ("readarr", "prowlarr") and start_all.risk == "medium"
-    alone = parse_playbook("playbooks/site.yml",
-                           (repos / "topic-folders/playbooks/site.yml").read_bytes())
-    assert isinstance(alone, Entry) and alone.hosts == ()  # the file alone: parsing stays pure
+    assert start_all.hosts == ("readarr", "prowlarr")
+    assert start_all.risk == "medium"
+    alone = parse_playbook("playbooks/site.yml", (repos / "topic-folders/playbooks/site.yml").read_bytes())
+    assert isinstance(alone, Entry)
+    assert alone.hosts == ()
 
 
 def test_imports_resolve_templated_loops_and_missing(tmp_path: Path) -> None:
     write(tmp_path, "a-deploy.yml", b"- import_playbook: b-deploy.yml\n- hosts: web\n")
-    write(tmp_path, "b-deploy.yml", b"- import_playbook: a-deploy.yml\n"
-          b"- hosts: '{{ target }}'\n")
-    write(tmp_path, "c-deploy.yml", b"- import_playbook: '{{ which }}.yml'\n"
-          b"- import_playbook: gone.yml\n")
+    write(tmp_path, "b-deploy.yml", b"- import_playbook: a-deploy.yml\n- hosts: '{{ target }}'\n")
+    write(tmp_path, "c-deploy.yml", b"- import_playbook: '{{ which }}.yml'\n- import_playbook: gone.yml\n")
     by_path = {e.path: e for e in discover(tmp_path).entries}
     assert by_path["a-deploy.yml"].hosts == ("web", "set by var `target`")
     assert by_path["a-deploy.yml"].required_vars == ("target",)
     assert by_path["c-deploy.yml"].hosts == ()
 
 
-@pytest.mark.parametrize(("path", "service", "qualifiers", "aliases"), [
-    ("python/deploy_python3.yml", "python", (), ("python3",)),  # the folder, with a version
-    ("semaphoreui/check_semaphore_version.yml", "semaphoreui", ("version",),
-     ("semaphore version",)),  # the folder, said short
-    ("metrics/deploy_nginx_metrics_exporter.yml", "nginx metrics exporter", (),
-     ("metrics nginx metrics exporter",)),  # the folder inside a longer name: that name
-    ("services/backup_sonarr_db.yml", "sonarr", ("db",), ("sonarr db",)),
-    ("install_docker_on_ubuntu.yml", "docker", ("ubuntu",), ("docker ubuntu",)),
-    ("check_for_updates.yml", "updates", (), ()),
-])
+@pytest.mark.parametrize(
+    ("path", "service", "qualifiers", "aliases"),
+    [
+        ("python/deploy_python3.yml", "python", (), ("python3",)),  # the folder, with a version
+        (
+            "semaphoreui/check_semaphore_version.yml",
+            "semaphoreui",
+            ("version",),
+            ("semaphore version",),
+        ),  # the folder, said short
+        (
+            "metrics/deploy_nginx_metrics_exporter.yml",
+            "nginx metrics exporter",
+            (),
+            ("metrics nginx metrics exporter",),
+        ),  # the folder inside a longer name: that name
+        ("services/backup_sonarr_db.yml", "sonarr", ("db",), ("sonarr db",)),
+        ("install_docker_on_ubuntu.yml", "docker", ("ubuntu",), ("docker ubuntu",)),
+        ("check_for_updates.yml", "updates", (), ()),
+    ],
+)
 def test_names_qualified_by_parts_folders_and_prepositions(
-        path: str, service: str, qualifiers: tuple[str, ...], aliases: tuple[str, ...]) -> None:
+    path: str, service: str, qualifiers: tuple[str, ...], aliases: tuple[str, ...]
+) -> None:
     entry = parse_playbook(path, PLAY)
     assert isinstance(entry, Entry)
     assert (entry.service, entry.qualifiers, entry.aliases) == (service, qualifiers, aliases)
 
 
 def test_an_import_play_name_is_no_verb() -> None:
-    entry = parse_playbook("site.yml", b"- name: Import wiki/remove_wiki.yml\n"
-                           b"  import_playbook: wiki/remove_wiki.yml\n")
-    assert isinstance(entry, Entry) and (entry.service, entry.action) == ("site", "deploy")
+    entry = parse_playbook(
+        "site.yml", b"- name: Import wiki/remove_wiki.yml\n  import_playbook: wiki/remove_wiki.yml\n"
+    )
+    assert isinstance(entry, Entry)
+    assert (entry.service, entry.action) == ("site", "deploy")
 
 
 def test_encrypted_vars_and_templated_configs_are_skipped(tmp_path: Path) -> None:
@@ -292,7 +336,8 @@ def test_encrypted_vars_and_templated_configs_are_skipped(tmp_path: Path) -> Non
         "vault.yml": "variables (vault-encrypted)",
         "group_secrets.yml": "variables (vault-encrypted)",
         "app/config.yml": "not a playbook (not valid YAML, and no list of plays)",
-        "docker-compose.override.yml": "compose file"}
+        "docker-compose.override.yml": "compose file",
+    }
     assert {b.path for b in catalog.broken} == {"backup-restore.yml", "bad-deploy.yml"}
 
 
@@ -313,8 +358,7 @@ g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
 h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
 i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
 """
-PLAY_BOMB = b"- hosts: all\n  vars:\n" + b"".join(
-    b"    " + line + b"\n" for line in BILLION_LAUGHS.splitlines())
+PLAY_BOMB = b"- hosts: all\n  vars:\n" + b"".join(b"    " + line + b"\n" for line in BILLION_LAUGHS.splitlines())
 
 
 def test_bad_files_are_broken_and_never_stop_discovery(tmp_path: Path) -> None:
@@ -323,8 +367,7 @@ def test_bad_files_are_broken_and_never_stop_discovery(tmp_path: Path) -> None:
     write(tmp_path, "bomb-deploy.yml", BILLION_LAUGHS)
     write(tmp_path, "playbomb-deploy.yml", PLAY_BOMB)
     write(tmp_path, "many-aliases.yml", b"- &x {hosts: all}\n" + b"- *x\n" * 200)
-    write(tmp_path, "deep-deploy.yml", b"- hosts: all\n  vars: {x: " + b"[" * 5000 + b"]" * 5000
-          + b"}\n")
+    write(tmp_path, "deep-deploy.yml", b"- hosts: all\n  vars: {x: " + b"[" * 5000 + b"]" * 5000 + b"}\n")
     write(tmp_path, "huge-deploy.yml", PLAY + b"# " + b"x" * (1 << 20) + b"\n")
     write(tmp_path, "secret-deploy.yml", b"$ANSIBLE_VAULT;1.1;AES256\n6162636465666768\n")
     write(tmp_path, "latin1-deploy.yml", "- name: Café\n  hosts: all\n".encode("latin-1"))
@@ -383,56 +426,70 @@ def test_quiet_skips(tmp_path: Path) -> None:
     assert [e.path for e in catalog.entries] == ["deploy_app.yml"]
     assert catalog.broken == ()
     assert {s.path: s.reason for s in catalog.skipped} == {
-        ".hidden/": "hidden", "empty.yml": "empty", "k8s.yml": "not a playbook (several YAML "
-        "documents)", "lab.yml": "an inventory", "list.yml": "not a playbook (no plays)",
-        "myrole/": "role tree", "prod.inventory.yml": "inventory"}
+        ".hidden/": "hidden",
+        "empty.yml": "empty",
+        "k8s.yml": "not a playbook (several YAML documents)",
+        "lab.yml": "an inventory",
+        "list.yml": "not a playbook (no plays)",
+        "myrole/": "role tree",
+        "prod.inventory.yml": "inventory",
+    }
 
 
 def test_vault_values_and_custom_tags_parse() -> None:
-    data = (b"- hosts: db\n  vars:\n    password: !vault |\n      $ANSIBLE_VAULT;1.1;AES256\n"
-            b"      6162\n    raw: !unsafe '{{ x }}'\n  tasks: []\n")
+    data = (
+        b"- hosts: db\n  vars:\n    password: !vault |\n      $ANSIBLE_VAULT;1.1;AES256\n"
+        b"      6162\n    raw: !unsafe '{{ x }}'\n  tasks: []\n"
+    )
     entry = parse_playbook("db-configure.yml", data)
-    assert isinstance(entry, Entry) and (entry.service, entry.action) == ("db", "configure")
+    assert isinstance(entry, Entry)
+    assert (entry.service, entry.action) == ("db", "configure")
 
 
 def test_vault_encrypted_with_header_is_listed() -> None:
-    data = (b"# signoff:\n#   service: secrets\n#   action: rotate\n"
-            b"$ANSIBLE_VAULT;1.1;AES256\n6162\n")
+    data = b"# signoff:\n#   service: secrets\n#   action: rotate\n$ANSIBLE_VAULT;1.1;AES256\n6162\n"
     entry = parse_playbook("secrets.yml", data)
     assert isinstance(entry, Entry)
     assert (entry.service, entry.action, entry.vault, entry.hosts) == ("secrets", "renew", True, ())
 
 
-@pytest.mark.parametrize(("header", "reason"), [
-    ("#   risk: extreme", "risk must be low, medium or high"),
-    ("#   timeout: soon", "timeout must be a duration"),
-    ("#   idle_timeout: -5", "idle_timeout must be a duration"),
-    ("#   requried_vars: [a]", "unknown field 'requried_vars'"),
-    ("#   vars: {port: {type: integer}}", "vars.port.type must be one of"),
-    ("#   vars: {port: {secret: maybe}}", "vars.port.secret must be true or false"),
-    ("#   aliases: {a: b}", "aliases must be a list of names"),
-    ("#   action: do many things", "action must be one verb"),
-    ("#   service: [x, y", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        ("#   risk: extreme", "risk must be low, medium or high"),
+        ("#   timeout: soon", "timeout must be a duration"),
+        ("#   idle_timeout: -5", "idle_timeout must be a duration"),
+        ("#   requried_vars: [a]", "unknown field 'requried_vars'"),
+        ("#   vars: {port: {type: integer}}", "vars.port.type must be one of"),
+        ("#   vars: {port: {secret: maybe}}", "vars.port.secret must be true or false"),
+        ("#   aliases: {a: b}", "aliases must be a list of names"),
+        ("#   action: do many things", "action must be one verb"),
+        ("#   service: [x, y", "not valid YAML"),
+    ],
+)
 def test_bad_header_is_broken(header: str, reason: str) -> None:
     data = f"# signoff:\n#   service: app\n{header}\n".encode() + PLAY
     verdict = parse_playbook("app.yml", data)
-    assert isinstance(verdict, Broken) and reason in verdict.reason, verdict
+    assert isinstance(verdict, Broken), verdict
+    assert reason in verdict.reason, verdict
 
 
 def test_header_details() -> None:
     flow = parse_playbook("x.yml", b"---\n# signoff: {service: nas, action: reboot}\n" + PLAY)
-    assert isinstance(flow, Entry) and (flow.service, flow.action, flow.risk) == (
-        "nas", "restart", "high")
-    low = parse_playbook("nas-reboot.yml", b"# signoff:\n#   risk: low\n#   timeout: 1h30m\n"
-                         b"# Reboots the NAS. Not part of the header.\n" + PLAY)
+    assert isinstance(flow, Entry)
+    assert (flow.service, flow.action, flow.risk) == ("nas", "restart", "high")
+    low = parse_playbook(
+        "nas-reboot.yml",
+        b"# signoff:\n#   risk: low\n#   timeout: 1h30m\n# Reboots the NAS. Not part of the header.\n" + PLAY,
+    )
     assert isinstance(low, Entry)
     assert (low.action, low.risk, low.risk_explicit, low.timeout) == ("restart", "low", True, 5400)
-    unknown = parse_playbook("x.yml",
-                             b"# signoff:\n#   service: db\n#   action: Frobnicate\n" + PLAY)
-    assert isinstance(unknown, Entry) and (unknown.action, unknown.risk) == ("frobnicate", "medium")
+    unknown = parse_playbook("x.yml", b"# signoff:\n#   service: db\n#   action: Frobnicate\n" + PLAY)
+    assert isinstance(unknown, Entry)
+    assert (unknown.action, unknown.risk) == ("frobnicate", "medium")
     mapping = parse_playbook("x.yml", b"# signoff:\n#   service: db\nkey: value\n")
-    assert isinstance(mapping, Broken) and "has a signoff header but is" in mapping.reason
+    assert isinstance(mapping, Broken)
+    assert "has a signoff header but is" in mapping.reason
 
 
 def test_parse_is_pure() -> None:
@@ -445,7 +502,8 @@ def test_play_name_decides_when_the_name_has_no_verb() -> None:
     assert isinstance(entry, Entry)
     assert (entry.service, entry.action, entry.aliases) == ("monitoring", "deploy", ("grafana",))
     verb = parse_playbook("foo-polish.yml", b"- name: Polish the foo\n  hosts: all\n")
-    assert isinstance(verb, Entry) and (verb.service, verb.action) == ("foo", "polish")
+    assert isinstance(verb, Entry)
+    assert (verb.service, verb.action) == ("foo", "polish")
 
 
 def test_walk_lists_what_to_parse(repos: Path) -> None:
@@ -454,13 +512,14 @@ def test_walk_lists_what_to_parse(repos: Path) -> None:
     catalog = discover(root)
     rels = [rel for rel, _ in files]
     entries = {e.path for e in catalog.entries}
-    assert broken == [] and entries <= set(rels)
+    assert broken == []
+    assert entries <= set(rels)
     assert [e.path for e in catalog.entries] == [r for r in rels if r in entries]  # walk order
     for rel, path in files:
-        assert path.is_absolute() and path == (root / rel).resolve()
+        assert path.is_absolute()
+        assert path == (root / rel).resolve()
     # what the walk settles unread, and what only parsing tells (a task list, an inventory)
-    assert {s.path for s in skipped} == SKIPPED["action-service"] - {
-        "homelab.yml", "playbooks/common-tasks.yml"}
+    assert {s.path for s in skipped} == SKIPPED["action-service"] - {"homelab.yml", "playbooks/common-tasks.yml"}
     assert {"homelab.yml", "playbooks/common-tasks.yml"} <= set(rels)
 
 
@@ -492,7 +551,9 @@ def test_discover_is_the_walk_plus_a_cacheable_parse(repos: Path) -> None:
     shutil.copytree(root, work)
     assert same(cached_catalog(work), discover(work))
     first = len(parsed)
-    assert first > 0 and same(cached_catalog(work), discover(work)) and len(parsed) == first
+    assert first > 0
+    assert same(cached_catalog(work), discover(work))
+    assert len(parsed) == first
     (work / "grafana" / "restart_grafana.yml").write_bytes(PLAY)
     assert same(cached_catalog(work), discover(work))
     assert parsed[first:] == ["grafana/restart_grafana.yml"]
@@ -506,24 +567,37 @@ def test_every_item_round_trips_through_json(repos: Path, repo: str) -> None:
     items: list[Entry | Skipped | Broken] = [*catalog.entries, *catalog.skipped, *catalog.broken]
     for item in items:
         back = item_from_json(json.loads(json.dumps(item_to_json(item))))
-        assert back == item and type(back) is type(item)
+        assert back == item
+        assert type(back) is type(item)
 
 
 def test_broken_items_and_var_specs_round_trip() -> None:
-    entry = parse_playbook("app-deploy.yml", b"# signoff:\n#   vars: {pw: {type: str, secret: "
-                           b"true}, n: {type: int}}\n#   timeout: 5m\n" + PLAY)
+    entry = parse_playbook(
+        "app-deploy.yml",
+        b"# signoff:\n#   vars: {pw: {type: str, secret: true}, n: {type: int}}\n#   timeout: 5m\n" + PLAY,
+    )
     broken = parse_playbook("bad-deploy.yml", b"- hosts: [\n")
-    assert isinstance(entry, Entry) and isinstance(broken, Broken)
+    assert isinstance(entry, Entry)
+    assert isinstance(broken, Broken)
     assert entry.vars == (VarSpec("pw", "str", True), VarSpec("n", "int"))
     for item in (entry, broken, Skipped("roles/", "role tree")):
         assert item_from_json(json.loads(json.dumps(item_to_json(item)))) == item
 
 
-@pytest.mark.parametrize("change", [
-    {"timeout": "30"}, {"risk": "extreme"}, {"source": "guess"}, {"aliases": "kuma"},
-    {"vars": [{"name": "x"}]}, {"vars": [{"name": "x", "type": "integer", "secret": False}]},
-    {"vault": 1}, {"surprise": True}, {"path": None},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"timeout": "30"},
+        {"risk": "extreme"},
+        {"source": "guess"},
+        {"aliases": "kuma"},
+        {"vars": [{"name": "x"}]},
+        {"vars": [{"name": "x", "type": "integer", "secret": False}]},
+        {"vault": 1},
+        {"surprise": True},
+        {"path": None},
+    ],
+)
 def test_json_of_another_shape_is_refused(change: dict[str, Any]) -> None:
     entry = parse_playbook("kuma-deploy.yml", PLAY)
     assert isinstance(entry, Entry)
@@ -533,15 +607,18 @@ def test_json_of_another_shape_is_refused(change: dict[str, Any]) -> None:
     del old["qualifiers"]  # a row written before a field was added: a miss, not a guess
     with pytest.raises(ValueError, match="not an entry"):
         item_from_json({"kind": "entry", **old})
-    for other in ({"kind": "lost", "path": "a", "reason": "b"}, {"kind": "broken", "path": "a"},
-                  {"kind": ["x"], "path": "a", "reason": "b"}, {"path": "a", "reason": "b"}):
-        with pytest.raises(ValueError):
+    for other in (
+        {"kind": "lost", "path": "a", "reason": "b"},
+        {"kind": "broken", "path": "a"},
+        {"kind": ["x"], "path": "a", "reason": "b"},
+        {"path": "a", "reason": "b"},
+    ):
+        with pytest.raises(ValueError, match="not an entry, skipped or broken item"):
             item_from_json(other)
     assert {f.name for f in dataclasses.fields(Entry)} == set(entry_to_json(entry))
 
 
-def test_walk_reports_what_it_cannot_enter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                           ) -> None:
+def test_walk_reports_what_it_cannot_enter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path, "good-deploy.yml", PLAY)
     write(tmp_path, "locked/app-deploy.yml", PLAY)
     write(tmp_path, "huge-deploy.yml", PLAY + b"#" * (1 << 20))
@@ -571,8 +648,11 @@ def test_walk_reports_what_it_cannot_enter(tmp_path: Path, monkeypatch: pytest.M
     assert files == [("good-deploy.yml", tmp_path.resolve() / "good-deploy.yml")]
     assert skipped == []
     assert {b.path: b.reason for b in broken} == {
-        "elsewhere": "symlink leaves the repository", "fifo-deploy.yml": "not a regular file",
-        "huge-deploy.yml": "larger than 1 MiB", "locked/": "unreadable: Permission denied"}
+        "elsewhere": "symlink leaves the repository",
+        "fifo-deploy.yml": "not a regular file",
+        "huge-deploy.yml": "larger than 1 MiB",
+        "locked/": "unreadable: Permission denied",
+    }
     catalog = discover(tmp_path)
     assert [b.path for b in catalog.broken] == sorted(b.path for b in broken)
     listing_fails = True
@@ -593,6 +673,8 @@ def test_read_candidate_refuses_a_file_swapped_since_the_walk(tmp_path: Path) ->
     path_b.unlink()
     os.symlink(tmp_path.parent / f"{tmp_path.name}-secret" / "s.yml", path_b)
     verdict = read_candidate(rel_b, path_b)
-    assert isinstance(verdict, Broken) and verdict.reason.startswith("unreadable: ")
+    assert isinstance(verdict, Broken)
+    assert verdict.reason.startswith("unreadable: ")
     assert read_candidate("gone.yml", tmp_path / "gone.yml") == Broken(
-        "gone.yml", "unreadable: No such file or directory")
+        "gone.yml", "unreadable: No such file or directory"
+    )

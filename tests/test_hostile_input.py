@@ -50,15 +50,29 @@ async def no_task_failures(env: WorkflowEnvironment, wf_id: str) -> list[EventTy
 # --- what the requester may set -------------------------------------------------------------
 
 
-async def test_two_inputs_from_the_temporal_cli_fail_the_run_at_once(env: WorkflowEnvironment, settings: Settings) -> None:
+async def test_two_inputs_from_the_temporal_cli_fail_the_run_at_once(
+    env: WorkflowEnvironment, settings: Settings
+) -> None:
     wf_id = f"cr-two-{uuid.uuid4().hex[:8]}"
     async with running_worker(env.client, settings):
         await temporal(
-            env, "workflow", "start", "--type", "ChangeRequestWorkflow", "--task-queue", settings.task_queue,
-            "--workflow-id", wf_id, "--input", '{"request": "Verify ping", "requester": "alice"}',
-            "--input", '{"request": "Verify ping", "requester": "bob"}',
+            env,
+            "workflow",
+            "start",
+            "--type",
+            "ChangeRequestWorkflow",
+            "--task-queue",
+            settings.task_queue,
+            "--workflow-id",
+            wf_id,
+            "--input",
+            '{"request": "Verify ping", "requester": "alice"}',
+            "--input",
+            '{"request": "Verify ping", "requester": "bob"}',
         )
-        code, out, _ = await temporal(env, "workflow", "result", "--workflow-id", wf_id, "--output", "json", check=False)
+        code, out, _ = await temporal(
+            env, "workflow", "result", "--workflow-id", wf_id, "--output", "json", check=False
+        )
 
     assert code != 0
     assert "takes one JSON argument, got 2" in out
@@ -78,10 +92,21 @@ async def test_connection_vars_from_the_temporal_cli_are_refused(
     }
     async with running_worker(env.client, settings):
         await temporal(
-            env, "workflow", "start", "--type", "ChangeRequestWorkflow", "--task-queue", settings.task_queue,
-            "--workflow-id", wf_id, "--input", json.dumps(request),
+            env,
+            "workflow",
+            "start",
+            "--type",
+            "ChangeRequestWorkflow",
+            "--task-queue",
+            settings.task_queue,
+            "--workflow-id",
+            wf_id,
+            "--input",
+            json.dumps(request),
         )
-        code, out, _ = await temporal(env, "workflow", "result", "--workflow-id", wf_id, "--output", "json", check=False)
+        code, out, _ = await temporal(
+            env, "workflow", "result", "--workflow-id", wf_id, "--output", "json", check=False
+        )
 
     assert code != 0
     assert "vars.ansible_ssh_common_args: is a name Ansible reserves" in out
@@ -98,8 +123,12 @@ async def test_a_var_no_planned_playbook_accepts_is_refused_at_planning(
         result = await handle.result()
 
     assert result.outcome == Phase.FAILED
-    assert "var 'out_dir' is not accepted by any planned playbook (hello-deploy.yml); they accept: greeting" in result.error
-    assert not elsewhere.exists() and not (out_dir / "hello.txt").exists()
+    assert (
+        "var 'out_dir' is not accepted by any planned playbook (hello-deploy.yml); they accept: greeting"
+        in result.error
+    )
+    assert not elsewhere.exists()
+    assert not (out_dir / "hello.txt").exists()
     [row] = db_rows(settings.database_url, "SELECT phase FROM change_requests WHERE id = :id", id=handle.id)
     assert row["phase"] == "failed"
 
@@ -113,12 +142,14 @@ async def test_a_value_of_the_wrong_type_is_refused_at_planning(env: WorkflowEnv
     assert "var 'greeting' must be of type str for hello-deploy.yml, got list" in result.error
 
 
-async def test_each_step_receives_only_the_vars_its_playbook_accepts(env: WorkflowEnvironment, settings: Settings) -> None:
+async def test_each_step_receives_only_the_vars_its_playbook_accepts(
+    env: WorkflowEnvironment, settings: Settings
+) -> None:
     settings = with_policy(settings, approvers=[])
     async with running_worker(env.client, settings):
         handle = await start_request(env, settings, "Deploy hello and configure hello", vars={"greeting": "hi"})
         await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
-        await handle.signal(ChangeRequestWorkflow.approve, {"approver": "bob"})  # type: ignore[arg-type]
+        await handle.signal(ChangeRequestWorkflow.approve, {"approver": "bob"})  # type: ignore[call-overload]  # a raw dict, as a script sends it
         assert (await handle.result()).outcome == Phase.SUCCEEDED
 
     scheduled = [
@@ -142,7 +173,7 @@ async def test_lookalike_names_pass_neither_four_eyes_nor_quorum(env: WorkflowEn
         handle = await start_request(env, settings, "Verify ping")
         await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
         for name in lookalikes:
-            await handle.signal(ChangeRequestWorkflow.approve, {"approver": name})  # type: ignore[arg-type]
+            await handle.signal(ChangeRequestWorkflow.approve, {"approver": name})  # type: ignore[call-overload]  # a raw dict, as a script sends it
 
         async def all_seen() -> Any:
             status = await handle.query(ChangeRequestWorkflow.status)
@@ -152,9 +183,11 @@ async def test_lookalike_names_pass_neither_four_eyes_nor_quorum(env: WorkflowEn
         status = await assert_eventually(all_seen)
         assert status.phase == Phase.AWAITING_APPROVAL
         assert [a.who for a in status.approvals] == ["bob"], "one person, however spelled"
-        assert [r.who for r in status.refused] == [n.strip() for n in lookalikes if n != "bob"], "refusals keep the name as sent"
+        assert [r.who for r in status.refused] == [n.strip() for n in lookalikes if n != "bob"], (
+            "refusals keep the name as sent"
+        )
 
-        await handle.signal(ChangeRequestWorkflow.approve, {"approver": "Carol"})  # type: ignore[arg-type]
+        await handle.signal(ChangeRequestWorkflow.approve, {"approver": "Carol"})  # type: ignore[call-overload]  # a raw dict, as a script sends it
         result = await handle.result()
 
     assert result.outcome == Phase.SUCCEEDED
@@ -166,13 +199,17 @@ async def test_lookalike_names_pass_neither_four_eyes_nor_quorum(env: WorkflowEn
     assert len(row["refused"]) == len(lookalikes) - 1
 
 
-async def test_the_requester_is_normalised_and_both_forms_are_audited(env: WorkflowEnvironment, settings: Settings) -> None:
+async def test_the_requester_is_normalised_and_both_forms_are_audited(
+    env: WorkflowEnvironment, settings: Settings
+) -> None:
     async with running_worker(env.client, with_policy(settings, auto_approve_risk="low")):
         handle = await start_request(env, settings, "Verify ping", requester="\uff21lice")  # fullwidth A
         result = await handle.result()
 
     assert result.outcome == Phase.SUCCEEDED
-    [row] = db_rows(settings.database_url, "SELECT requester, requester_raw FROM change_requests WHERE id = :id", id=handle.id)
+    [row] = db_rows(
+        settings.database_url, "SELECT requester, requester_raw FROM change_requests WHERE id = :id", id=handle.id
+    )
     assert row == {"requester": "alice", "requester_raw": "\uff21lice"}
     [info] = [w async for w in env.client.list_workflows(f"WorkflowId = '{handle.id}'")]
     assert info.search_attributes["SignoffRequester"] == ["alice"]
@@ -192,13 +229,16 @@ async def test_any_legal_workflow_id_is_audited(env: WorkflowEnvironment, settin
     settings = with_policy(settings, auto_approve_risk="low")
     async with running_worker(env.client, settings):
         with env.with_time_skipping_disabled():
-            handle = await env.client.start_workflow(
-                ChangeRequestWorkflow.run, {"request": "Verify ping", "requester": "alice"},  # type: ignore[arg-type]
-                id=wf_id, task_queue=settings.task_queue,
+            handle = await env.client.start_workflow(  # type: ignore[misc]  # run takes a RawValue: a raw dict is fine
+                ChangeRequestWorkflow.run,
+                {"request": "Verify ping", "requester": "alice"},
+                id=wf_id,
+                task_queue=settings.task_queue,
             )
         result = await handle.result()
 
-    assert result.outcome == Phase.SUCCEEDED and result.audit_commit
+    assert result.outcome == Phase.SUCCEEDED
+    assert result.audit_commit
     [row] = db_rows(settings.database_url, "SELECT phase, audit_commit FROM change_requests WHERE id = :id", id=wf_id)
     assert row == {"phase": "succeeded", "audit_commit": result.audit_commit}
     doc = committed_json(settings.audit_repo, result.audit_commit, f".audit/requests/{safe_name(wf_id)}.json")
@@ -243,26 +283,36 @@ async def test_secret_values_stay_out_of_postgres_and_git(env: WorkflowEnvironme
         "launch_code": f"(secret, sha256:{fingerprint(LAUNCH_CODE)})",
     }
     dump = json.dumps(
-        [db_rows(settings.database_url, f"SELECT * FROM {table}") for table in ("change_requests", "decisions", "steps", "tasks")],
+        [
+            db_rows(settings.database_url, f"SELECT * FROM {table}")
+            for table in ("change_requests", "decisions", "steps", "tasks")
+        ],
         default=str,
     )
     repo = git.Repo(settings.audit_repo)
-    blobs = "".join(b.data_stream.read().decode() for b in repo.commit(result.audit_commit).tree.traverse() if b.type == "blob")
+    blobs = "".join(
+        b.data_stream.read().decode() for b in repo.commit(result.audit_commit).tree.traverse() if b.type == "blob"
+    )
     for kept in (dump, blobs, json.dumps(str(status))):
-        assert LAUNCH_CODE not in kept and TOKEN not in kept
+        assert LAUNCH_CODE not in kept
+        assert TOKEN not in kept
         assert "blue-label" in kept, "values that are not secret are kept, as the approver saw them"
     [task] = db_rows(settings.database_url, "SELECT task, msg FROM tasks WHERE change_request_id = :id", id=handle.id)
     assert task == {"task": "Use (secret)", "msg": "code is (secret), token is (secret), label is blue-label"}
 
 
-async def test_status_query_answers_after_input_that_failed_the_run(env: WorkflowEnvironment, settings: Settings) -> None:
+async def test_status_query_answers_after_input_that_failed_the_run(
+    env: WorkflowEnvironment, settings: Settings
+) -> None:
     deep: dict[str, Any] = {}
     for _ in range(800):
         deep = {"v": deep}
     async with running_worker(env.client, settings):
         handle = await env.client.start_workflow(
-            "ChangeRequestWorkflow", {"request": "Verify ping", "requester": "alice", "vars": deep},
-            id=f"cr-deep-{uuid.uuid4().hex[:8]}", task_queue=settings.task_queue,
+            "ChangeRequestWorkflow",
+            {"request": "Verify ping", "requester": "alice", "vars": deep},
+            id=f"cr-deep-{uuid.uuid4().hex[:8]}",
+            task_queue=settings.task_queue,
         )
         with pytest.raises(WorkflowFailureError) as failed:
             await handle.result()
@@ -270,4 +320,5 @@ async def test_status_query_answers_after_input_that_failed_the_run(env: Workflo
 
     assert isinstance(failed.value.cause, ApplicationError)
     assert "nested deeper than 32" in failed.value.cause.message
-    assert status.phase == Phase.PLANNING and status.request is None
+    assert status.phase == Phase.PLANNING
+    assert status.request is None

@@ -39,7 +39,12 @@ def test_the_requester_cannot_approve_under_a_lookalike_name(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "normalised"),
-    [("Bob", "bob"), ("\uff42\uff4f\uff42", "bob"), ("Jos\u00e9", "jos\u00e9"), ("\u0430\u043b\u0438\u0441\u0430", "\u0430\u043b\u0438\u0441\u0430")],
+    [
+        ("Bob", "bob"),
+        ("\uff42\uff4f\uff42", "bob"),
+        ("Jos\u00e9", "jos\u00e9"),
+        ("\u0430\u043b\u0438\u0441\u0430", "\u0430\u043b\u0438\u0441\u0430"),
+    ],
     ids=ascii,
 )
 def test_names_normalise_with_precis_username_case_mapped(name: str, normalised: str) -> None:

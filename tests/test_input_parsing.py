@@ -60,7 +60,7 @@ def test_missing_required_field(missing: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "field, value, problem",
+    ("field", "value", "problem"),
     [
         ("request", 5, "must be a string, got a number"),
         ("request", None, "must be a string, got null"),
@@ -93,7 +93,7 @@ def test_unknown_field_is_an_error_naming_it() -> None:
 
 
 @pytest.mark.parametrize(
-    "value, kind",
+    ("value", "kind"),
     [([MINIMAL], "an array"), ("Deploy hello", "a string"), (None, "null"), (3, "a number")],
 )
 def test_non_object_input(value: object, kind: str) -> None:
@@ -104,7 +104,7 @@ def test_non_object_input(value: object, kind: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "extra_vars, path",
+    ("extra_vars", "path"),
     [
         ({"who": "{{ lookup('pipe','id') }}"}, "vars.who"),
         ({"users": [{"name": "ok"}, {"name": "{{ lookup('pipe','id') }}"}]}, "vars.users[1].name"),

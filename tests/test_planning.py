@@ -27,9 +27,13 @@ def test_a_named_host_becomes_the_steps_limit(planner: Planner) -> None:
 
     [step] = draft.steps
     assert (step.playbook, step.action, step.limit, step.host_list) == (
-        "jellyfin/restart_jellyfin.yml", "restart", "nas01", ["nas01"]
+        "jellyfin/restart_jellyfin.yml",
+        "restart",
+        "nas01",
+        ["nas01"],
     )
-    assert "restart" in step.reason and "jellyfin" in step.reason
+    assert "restart" in step.reason
+    assert "jellyfin" in step.reason
 
 
 def test_a_group_said_loosely_is_found(planner: Planner) -> None:
@@ -43,14 +47,17 @@ def test_a_target_that_matches_nothing_never_widens(planner: Planner) -> None:
 
     assert step.limit is None
     assert step.host_list == ["nas01", "nas02"], "the playbook's own hosts, not more"
-    assert step.unmatched_target and step.unmatched_target.startswith("'the moon'")
+    assert step.unmatched_target
+    assert step.unmatched_target.startswith("'the moon'")
 
 
 def test_an_empty_intersection_is_a_planning_error(planner: Planner) -> None:
     draft = planner.plan("restart jellyfin on group web")
 
     assert draft.steps == []
-    assert draft.error and "would touch no host" in draft.error and "jellyfin/restart_jellyfin.yml" in draft.error
+    assert draft.error
+    assert "would touch no host" in draft.error
+    assert "jellyfin/restart_jellyfin.yml" in draft.error
 
 
 def test_the_requests_own_pattern_narrows_too(planner: Planner) -> None:
@@ -62,7 +69,8 @@ def test_missing_required_vars_fail_planning_with_the_exact_list(planner: Planne
     draft = planner.plan("deploy jellyfin")
 
     assert draft.error == (
-        "step 1 (jellyfin/deploy_jellyfin.yml): needs vars jellyfin_port: set them in the request's vars or the inventory"
+        "step 1 (jellyfin/deploy_jellyfin.yml): needs vars jellyfin_port: "
+        "set them in the request's vars or the inventory"
     )
     [step] = planner.plan("deploy jellyfin", request_vars={"jellyfin_port": 8096}).steps
     assert step.vars == ["jellyfin_port"]
@@ -100,4 +108,5 @@ def test_the_activity_returns_the_plan_with_the_policy(planner: Planner) -> None
     assert [s.playbook for s in plan.steps] == ["jellyfin/restart_jellyfin.yml", "upgrade-nginx.yml"]
     assert (plan.risk, plan.policy, plan.version, plan.error) == (Risk.MEDIUM, policy, PLAN_VERSION, None)
     refused = ActivityEnvironment().run(activities.plan_change, PlanInput("restart jellyfin", vars={"x": 1}))
-    assert refused.steps == [] and "var 'x' is not accepted" in (refused.error or "")
+    assert refused.steps == []
+    assert "var 'x' is not accepted" in (refused.error or "")

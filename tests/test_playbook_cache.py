@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from activities import playbook_cache
 from activities.db import make_engine
-from activities.discovery import discover
+from activities.discovery import Item, discover
 from activities.playbook_cache import CatalogCache
 from tests.helpers import db_rows
 
@@ -49,7 +49,7 @@ def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = playbook_cache.parse_playbook
 
-    def counting(rel: str, data: bytes):  # type: ignore[no-untyped-def]
+    def counting(rel: str, data: bytes) -> Item:
         seen.append(rel)
         return real(rel, data)
 
@@ -72,11 +72,15 @@ def test_an_unchanged_repo_is_catalogued_without_parsing(
     assert (warm.entries, warm.skipped, warm.broken) == (cold.entries, cold.skipped, cold.broken)
     plain = discover(repo)
     assert (cold.entries, cold.skipped, cold.broken) == (plain.entries, plain.skipped, plain.broken)
-    [row] = db_rows(database_url, "SELECT count(*) AS n FROM playbook_cache WHERE root = :root", root=str(repo.resolve()))
+    [row] = db_rows(
+        database_url, "SELECT count(*) AS n FROM playbook_cache WHERE root = :root", root=str(repo.resolve())
+    )
     assert row["n"] == 1000
 
 
-def test_a_changed_file_is_parsed_again_and_a_touched_one_is_not(engine: Engine, parses: list[str], tmp_path: Path) -> None:
+def test_a_changed_file_is_parsed_again_and_a_touched_one_is_not(
+    engine: Engine, parses: list[str], tmp_path: Path
+) -> None:
     repo = generate_repo(tmp_path / "repo", 20)
     cache = CatalogCache(engine)
     cache.load(repo)
@@ -102,12 +106,13 @@ def test_rows_of_another_parser_version_are_not_trusted(
     cache = CatalogCache(engine)
     cache.load(repo)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE playbook_cache SET parser = 0, item = '{\"kind\": \"entry\"}'"))
+        conn.execute(text('UPDATE playbook_cache SET parser = 0, item = \'{"kind": "entry"}\''))
     parses.clear()
 
     catalog = CatalogCache(engine).load(repo)
 
-    assert len(parses) == 10 and len(catalog.entries) == 10
+    assert len(parses) == 10
+    assert len(catalog.entries) == 10
 
 
 def test_concurrent_loads_share_the_cache(engine: Engine, tmp_path: Path) -> None:

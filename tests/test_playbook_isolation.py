@@ -9,23 +9,26 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.extravars import fingerprint, show_value
-from activities.playbooks import PlaybookActivities, playbook_env
-from activities.rundirs import remove_stale_runs, runs_root
+from activities.playbooks import PlaybookActivities
+from activities.rundirs import playbook_env, remove_stale_runs, runs_root
 from workers.settings import Settings
-from workflows.types import PlaybookProgress, RunPlaybookInput
+from workflows.types import PlaybookProgress, PlaybookResult, RunPlaybookInput
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH_CODE = "zebra-launch-4242"
 TOKEN = "tok-9f8e7d6c5b"
 
 
-def run_playbook(settings: Settings, playbook: str, heartbeats: list[PlaybookProgress] | None = None, **kwargs: object):
+def run_playbook(
+    settings: Settings, playbook: str, heartbeats: list[PlaybookProgress] | None = None, **kwargs: object
+) -> PlaybookResult:
     env = ActivityEnvironment()
     if heartbeats is not None:
         env.on_heartbeat = lambda *details: heartbeats.extend(details)
@@ -48,15 +51,20 @@ def test_playbooks_run_without_the_workers_credentials(
     recorded = json.loads((out_dir / "command.json").read_text())["env"]
     for env in (seen, recorded):
         assert not {"SIGNOFF_DATABASE_URL", "TEMPORAL_API_KEY", "AWS_SECRET_ACCESS_KEY"} & set(env)
-        assert env["SIGNOFF_WORKFLOW_ID"] == "wf-iso" and env["SIGNOFF_STEP"] == "1"
+        assert env["SIGNOFF_WORKFLOW_ID"] == "wf-iso"
+        assert env["SIGNOFF_STEP"] == "1"
         assert env["ANSIBLE_HOST_KEY_CHECKING"] == "True", "ansible-runner's default turns it off"
     assert "db-secret-pw" not in (out_dir / "command.json").read_text()
 
 
 def test_names_the_operator_lists_are_passed_through() -> None:
-    env = playbook_env({"PATH": "/bin", "HOME": "/h", "CLOUD_TOKEN": "t", "OTHER": "o", "ANSIBLE_FORKS": "3"}, ["CLOUD_TOKEN"])
+    env = playbook_env(
+        {"PATH": "/bin", "HOME": "/h", "CLOUD_TOKEN": "t", "OTHER": "o", "ANSIBLE_FORKS": "3"}, ["CLOUD_TOKEN"]
+    )
 
-    assert env["CLOUD_TOKEN"] == "t" and env["ANSIBLE_FORKS"] == "3" and env["HOME"] == "/h"
+    assert env["CLOUD_TOKEN"] == "t"
+    assert env["ANSIBLE_FORKS"] == "3"
+    assert env["HOME"] == "/h"
     assert "OTHER" not in env
 
 
@@ -91,12 +99,16 @@ def test_secrets_show_as_a_short_hash_two_people_can_compare() -> None:
     assert show_value({"port": 80}, secret=False) == '{"port": 80}'
 
 
-def test_no_private_data_dir_outlives_its_run(settings: Settings) -> None:
-    before = set(runs_root().iterdir())
+def test_no_private_data_dir_outlives_its_run(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # a runs root of this test's own
+    (tmp_path / "tmp").mkdir()
 
     run_playbook(settings, "hello-deploy.yml", vars={"greeting": "x"})
 
-    assert set(runs_root().iterdir()) == before
+    assert runs_root().parent == tmp_path / "tmp"
+    assert list(runs_root().iterdir()) == []
 
 
 HOLD_A_RUN_DIR = """
@@ -125,8 +137,10 @@ def test_worker_start_removes_the_run_dirs_of_killed_workers_only() -> None:
 
         removed = remove_stale_runs()
 
-        assert killed_dir in removed and not killed_dir.exists()
-        assert alive_dir.exists() and alive_dir not in removed, "a running playbook's dir is kept"
+        assert killed_dir in removed
+        assert not killed_dir.exists()
+        assert alive_dir.exists(), "a running playbook's dir is kept"
+        assert alive_dir not in removed
     finally:
         alive.kill()
         alive.wait()

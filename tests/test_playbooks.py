@@ -60,11 +60,19 @@ def test_successful_run_returns_tasks_and_heartbeats(run: Run, out_dir: Path) ->
 
     assert (out_dir / "hello.txt").read_text() == "hello signoff\n"
     assert (result.playbook, result.step, result.attempt, result.status, result.rc) == (
-        "hello-deploy.yml", 1, 1, "successful", 0
+        "hello-deploy.yml",
+        1,
+        1,
+        "successful",
+        0,
     )
     [task] = result.tasks
     assert (task.task_id, task.play, task.task, task.host, task.status) == (
-        "wf-test.1.1.1", "Deploy hello", "Write hello.txt", "localhost", "changed"
+        "wf-test.1.1.1",
+        "Deploy hello",
+        "Write hello.txt",
+        "localhost",
+        "changed",
     )
     assert task.action == "ansible.builtin.copy"
     assert (result.progress.changed, result.progress.failed) == (1, 0)
@@ -79,7 +87,8 @@ def test_failed_task_is_playbook_failed_and_not_retried(run: Run) -> None:
 
     assert err.type == "PlaybookFailed"
     assert err.non_retryable
-    assert "'Fails on purpose'" in err.message and "boom" in err.message
+    assert "'Fails on purpose'" in err.message
+    assert "boom" in err.message
     [result] = err.details
     assert isinstance(result, PlaybookResult)
     assert result.status == "failed"
@@ -126,7 +135,8 @@ def test_no_log_secret_stays_out_of_result_and_heartbeats(run: Run) -> None:
     assert task.task == "Use the password"
     assert task.msg == CENSORED
     assert SECRET not in repr(result)
-    assert run.heartbeats and SECRET not in repr(run.heartbeats)
+    assert run.heartbeats
+    assert SECRET not in repr(run.heartbeats)
 
 
 # --- cancellation ---------------------------------------------------------------------------
@@ -173,11 +183,13 @@ async def cancelled(run: Run) -> AsyncIterator[Cancelled]:
         outcome.kill_leftovers()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 async def test_cancel_raises_cancelled_error(cancelled: Cancelled) -> None:
     assert isinstance(cancelled.error, CancelledError), repr(cancelled.error)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 async def test_cancel_leaves_no_ansible_process_behind(cancelled: Cancelled) -> None:
     async def nothing_left() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.playbooks import PlaybookActivities
@@ -47,7 +48,8 @@ def test_a_playbook_that_fails_in_check_mode_has_no_preview(settings: Settings) 
 def test_a_broken_playbook_has_no_preview(settings: Settings) -> None:
     found = preview(settings, "broken-update.yml")
 
-    assert not found.available and found.hosts == []
+    assert not found.available
+    assert found.hosts == []
     assert "ERROR" in (found.reason or "")
 
 
@@ -64,8 +66,10 @@ async def test_the_plan_carries_the_preview_and_dry_run_stops_after_it(
     assert result.outcome == Phase.PLANNED
     previews = {p.playbook: p for p in status.plan.preview}
     hello, doomed = previews["hello-deploy.yml"], previews["doomed-deploy.yml"]
-    assert hello.available and hello.hosts[0].would_change == ["Write hello.txt"]
-    assert not doomed.available and "failed in check mode" in (doomed.reason or "")
+    assert hello.available
+    assert hello.hosts[0].would_change == ["Write hello.txt"]
+    assert not doomed.available
+    assert "failed in check mode" in (doomed.reason or "")
     assert not (out_dir / "hello.txt").exists()
     doc = committed_json(settings.audit_repo, result.audit_commit, f".audit/requests/{handle.id}.json")
     assert {p["playbook"]: p["hosts"] for p in doc["plan"]["preview"]}["hello-deploy.yml"][0]["would_change"] == [
@@ -73,9 +77,13 @@ async def test_the_plan_carries_the_preview_and_dry_run_stops_after_it(
     ]
 
 
+@pytest.mark.slow
 async def test_submit_shows_the_preview_before_approval(env: WorkflowEnvironment, settings: Settings) -> None:
     settings = dataclasses.replace(settings, check_mode_preview=True)
-    cli_env = {"TEMPORAL_ADDRESS": env.client.service_client.config.target_host, "SIGNOFF_TASK_QUEUE": settings.task_queue}
+    cli_env = {
+        "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+        "SIGNOFF_TASK_QUEUE": settings.task_queue,
+    }
     async with running_worker(env.client, settings):
         code, out, err = await signoff(cli_env, "submit", "Deploy hello", "--as", "alice", "--var", "greeting=hi")
         assert code == 0, err

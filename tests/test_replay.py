@@ -6,6 +6,7 @@ that makes one fail to replay needs `workflow.patched(...)`, not a re-recording.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,8 @@ def test_histories_cover_every_ending() -> None:
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
 async def test_recorded_history_replays(path: Path) -> None:
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
-    result = await Replayer(workflows=[ChangeRequestWorkflow], interceptors=[SignoffInterceptor()]).replay_workflow(history, raise_on_replay_failure=False)
+    history = WorkflowHistory.from_json(path.stem, await asyncio.to_thread(path.read_text))
+    result = await Replayer(workflows=[ChangeRequestWorkflow], interceptors=[SignoffInterceptor()]).replay_workflow(
+        history, raise_on_replay_failure=False
+    )
     assert result.replay_failure is None, f"{path.name} no longer replays: {result.replay_failure}"

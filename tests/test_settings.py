@@ -65,7 +65,9 @@ def test_explicit_values(tmp_path: Path) -> None:
     assert settings.task_queue == "ops"
     assert settings.require_database_url() == "postgresql+psycopg://u@/db"
     assert (settings.playbook_dir, settings.inventory, settings.audit_repo) == (
-        tmp_path / "pb", tmp_path / "hosts.ini", tmp_path / "git"
+        tmp_path / "pb",
+        tmp_path / "hosts.ini",
+        tmp_path / "git",
     )
     assert settings.policy.required_approvals == 2
     assert settings.policy.auto_approve_risk == "low"
@@ -77,7 +79,7 @@ def test_missing_database_url_is_a_config_error_naming_the_variable() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw, approvers",
+    ("raw", "approvers"),
     [
         ("bob", ["bob"]),
         ("bob,carol", ["bob", "carol"]),
@@ -90,7 +92,7 @@ def test_approvers_are_trimmed_and_empties_dropped(raw: str, approvers: list[str
 
 
 @pytest.mark.parametrize(
-    "raw, seconds",
+    ("raw", "seconds"),
     [
         ("90s", 90),
         ("15m", 15 * 60),
@@ -105,7 +107,9 @@ def test_approval_timeout_forms(raw: str, seconds: float) -> None:
     assert from_env(SIGNOFF_APPROVAL_TIMEOUT=raw).policy.timeout_seconds == seconds
 
 
-@pytest.mark.parametrize("raw", ["0", "0s", "-5m", "15 minutes", "1w", "h", "nan", "1e3", "24h30m", "1000000000d", "9" * 400])
+@pytest.mark.parametrize(
+    "raw", ["0", "0s", "-5m", "15 minutes", "1w", "h", "nan", "1e3", "24h30m", "1000000000d", "9" * 400]
+)
 def test_bad_approval_timeout_names_the_variable(raw: str) -> None:
     with pytest.raises(ConfigError) as caught:
         from_env(SIGNOFF_APPROVAL_TIMEOUT=raw)
@@ -127,4 +131,3 @@ def test_bad_auto_approve_risk_names_the_variable(raw: str) -> None:
 
     assert "SIGNOFF_AUTO_APPROVE_RISK" in str(caught.value)
     assert "none, low" in str(caught.value)
-

@@ -23,18 +23,31 @@ async def test_temporal_cli_start_signal_result(env: WorkflowEnvironment, settin
     request = {"request": "Deploy hello", "requester": "alice", "vars": {"greeting": "from the cli"}}
     async with running_worker(env.client, settings):
         await temporal(
-            env, "workflow", "start", "--type", "ChangeRequestWorkflow", "--task-queue", settings.task_queue,
-            "--workflow-id", wf_id, "--input", json.dumps(request),
+            env,
+            "workflow",
+            "start",
+            "--type",
+            "ChangeRequestWorkflow",
+            "--task-queue",
+            settings.task_queue,
+            "--workflow-id",
+            wf_id,
+            "--input",
+            json.dumps(request),
         )
         handle = env.client.get_workflow_handle(wf_id)
         await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
 
-        query = json.loads(await temporal(env, "workflow", "query", "--workflow-id", wf_id, "--name", "status", "--output", "json"))
+        query = json.loads(
+            await temporal(env, "workflow", "query", "--workflow-id", wf_id, "--name", "status", "--output", "json")
+        )
         status = query["queryResult"][0]
         assert status["phase"] == "awaiting_approval"
         assert status["plan"]["steps"][0]["playbook"] == "hello-deploy.yml"
 
-        await temporal(env, "workflow", "signal", "--workflow-id", wf_id, "--name", "approve", "--input", '{"approver": "bob"}')
+        await temporal(
+            env, "workflow", "signal", "--workflow-id", wf_id, "--name", "approve", "--input", '{"approver": "bob"}'
+        )
         result = json.loads(await temporal(env, "workflow", "result", "--workflow-id", wf_id, "--output", "json"))
 
     assert result["status"] == "COMPLETED"
@@ -49,24 +62,57 @@ async def test_temporal_cli_update_refusal_and_search_attributes(env: WorkflowEn
     wf_id = f"cr-cli-{uuid.uuid4().hex[:8]}"
     async with running_worker(env.client, settings):
         await temporal(
-            env, "workflow", "start", "--type", "ChangeRequestWorkflow", "--task-queue", settings.task_queue,
-            "--workflow-id", wf_id, "--input", '{"request": "Configure hello", "requester": "alice"}',
+            env,
+            "workflow",
+            "start",
+            "--type",
+            "ChangeRequestWorkflow",
+            "--task-queue",
+            settings.task_queue,
+            "--workflow-id",
+            wf_id,
+            "--input",
+            '{"request": "Configure hello", "requester": "alice"}',
         )
         await wait_for_phase(env.client.get_workflow_handle(wf_id), Phase.AWAITING_APPROVAL)
         code, _, err = await run_temporal(
             env.client.service_client.config.target_host,
-            "workflow", "update", "execute", "--workflow-id", wf_id, "--name", "approve", "--input", '{"approver": "alice"}',
+            "workflow",
+            "update",
+            "execute",
+            "--workflow-id",
+            wf_id,
+            "--name",
+            "approve",
+            "--input",
+            '{"approver": "alice"}',
             check=False,
         )
-        assert code != 0 and "four eyes" in err
+        assert code != 0
+        assert "four eyes" in err
 
         listed = await temporal(
-            env, "workflow", "list", "--query",
+            env,
+            "workflow",
+            "list",
+            "--query",
             f"WorkflowId = '{wf_id}' AND SignoffPhase = 'awaiting_approval' AND SignoffRequester = 'alice' "
             "AND SignoffServices = 'hello'",
-            "--output", "json",
+            "--output",
+            "json",
         )
         assert wf_id in listed
-        await temporal(env, "workflow", "update", "execute", "--workflow-id", wf_id, "--name", "approve", "--input", '{"approver": "carol"}')
+        await temporal(
+            env,
+            "workflow",
+            "update",
+            "execute",
+            "--workflow-id",
+            wf_id,
+            "--name",
+            "approve",
+            "--input",
+            '{"approver": "carol"}',
+        )
         out = json.loads(await temporal(env, "workflow", "result", "--workflow-id", wf_id, "--output", "json"))
         assert out["result"]["outcome"] == "succeeded"

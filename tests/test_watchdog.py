@@ -28,12 +28,30 @@ def task(status: str, msg: str) -> TaskRecord:
 @pytest.mark.parametrize(
     ("tasks", "errors", "rc", "expected", "retryable"),
     [
-        ([task("unreachable", "Failed to connect to the host via ssh: timed out")], [], 4, FailureClass.UNREACHABLE, True),
+        (
+            [task("unreachable", "Failed to connect to the host via ssh: timed out")],
+            [],
+            4,
+            FailureClass.UNREACHABLE,
+            True,
+        ),
         ([task("unreachable", "Permission denied (publickey,password).")], [], 4, FailureClass.AUTH_DENIED, False),
         ([task("failed", "Missing sudo password")], [], 2, FailureClass.AUTH_DENIED, False),
         ([task("failed", "No package matching 'nginxx' is available")], [], 2, FailureClass.MISSING_DEPENDENCY, False),
-        ([task("failed", "Failed to import the required Python library (docker)")], [], 2, FailureClass.MISSING_DEPENDENCY, False),
-        ([task("failed", "The task includes an option with an undefined variable. 'port' is undefined")], [], 2, FailureClass.UNDEFINED_VARIABLE, False),
+        (
+            [task("failed", "Failed to import the required Python library (docker)")],
+            [],
+            2,
+            FailureClass.MISSING_DEPENDENCY,
+            False,
+        ),
+        (
+            [task("failed", "The task includes an option with an undefined variable. 'port' is undefined")],
+            [],
+            2,
+            FailureClass.UNDEFINED_VARIABLE,
+            False,
+        ),
         ([task("failed", "boom")], [], 2, FailureClass.TASK_FAILED, False),
         ([], ["ERROR! Syntax Error while loading YAML."], 4, FailureClass.SYNTAX_ERROR, False),
         ([], ["ERROR! couldn't resolve module/action 'community.foo.bar'"], 4, FailureClass.MISSING_DEPENDENCY, False),
@@ -41,14 +59,18 @@ def task(status: str, msg: str) -> TaskRecord:
         ([], ["ERROR! something new"], 1, FailureClass.ERROR, False),
     ],
 )
-def test_the_rule_table(tasks: list[TaskRecord], errors: list[str], rc: int, expected: FailureClass, retryable: bool) -> None:
+def test_the_rule_table(
+    tasks: list[TaskRecord], errors: list[str], rc: int, expected: FailureClass, retryable: bool
+) -> None:
     failure = classify(tasks, errors, rc=rc, status="failed")
 
     assert (failure.cls, failure.retryable) == (expected, retryable)
     assert failure.evidence
 
 
-def run(settings: Settings, playbook: str, workflow_id: str, **limits: int) -> tuple[ApplicationError, list[PlaybookProgress]]:
+def run(
+    settings: Settings, playbook: str, workflow_id: str, **limits: int
+) -> tuple[ApplicationError, list[PlaybookProgress]]:
     heartbeats: list[PlaybookProgress] = []
     env = ActivityEnvironment()
     env.on_heartbeat = lambda *details: heartbeats.extend(details)
@@ -58,6 +80,7 @@ def run(settings: Settings, playbook: str, workflow_id: str, **limits: int) -> t
     return caught.value, heartbeats
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("limits", "error_type", "cls"),
     [({"idle_timeout_seconds": 2}, "PlaybookHung", "hung"), ({"timeout_seconds": 2}, "PlaybookTimeout", "timeout")],
@@ -73,7 +96,8 @@ def test_the_watchdog_stops_the_whole_run_and_says_where(
     [details] = err.details
     assert isinstance(details, PlaybookResult)
     assert (details.failure_class, details.evidence) == (cls, "Take a long time")
-    assert heartbeats and heartbeats[-1].task == "Take a long time"
+    assert heartbeats
+    assert heartbeats[-1].task == "Take a long time"
     assert processes_of(workflow_id) == [], "sleep 600 and every Ansible process are gone"
 
 

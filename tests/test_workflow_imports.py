@@ -13,7 +13,19 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / "workflows"
 BANNED = frozenset(
-    {"sqlalchemy", "psycopg", "git", "ansible_runner", "requests", "httpx", "subprocess", "socket", "urllib", "random", "time"}
+    {
+        "sqlalchemy",
+        "psycopg",
+        "git",
+        "ansible_runner",
+        "requests",
+        "httpx",
+        "subprocess",
+        "socket",
+        "urllib",
+        "random",
+        "time",
+    }
 )
 DYNAMIC_IMPORTS = frozenset({"__import__", "importlib.import_module", "import_module"})
 
@@ -68,7 +80,9 @@ def violations(source: str, filename: str = "<test>", package: tuple[str, ...] =
             if module.split(".")[0] in BANNED:
                 found.append(f"{where}: imports {module}, which is banned in workflows/")
             elif inside and not _allowed_inside(module):
-                found.append(f"{where}: imports {module} through imports_passed_through (only activities.* and pure libraries)")
+                found.append(
+                    f"{where}: imports {module} through imports_passed_through (only activities.* and pure libraries)"
+                )
             elif not inside and not _allowed_outside(module):
                 found.append(f"{where}: imports {module} (only stdlib, temporalio and workflows.*)")
     return found
@@ -114,7 +128,7 @@ def test_checker_accepts_what_workflows_may_import() -> None:
 
 
 @pytest.mark.parametrize(
-    "source, expected",
+    ("source", "expected"),
     [
         ("import sqlalchemy", "imports sqlalchemy, which is banned"),
         ("from psycopg.rows import dict_row", "imports psycopg.rows, which is banned"),
@@ -143,7 +157,7 @@ def test_checker_rejects_forbidden_imports(source: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "inner, expected",
+    ("inner", "expected"),
     [
         ("import random", "imports random, which is banned"),
         ("from sqlalchemy import text", "imports sqlalchemy, which is banned"),

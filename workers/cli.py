@@ -15,6 +15,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from activities.catalog import Planner
 from activities.discovery import discover
@@ -23,9 +25,6 @@ from workers.devstack import dev_stack, embedded_database_url, free_port
 from workers.settings import ConfigError, Settings
 from workers.worker import DEFAULT_ADDRESS, run_worker, running_worker
 from workers.worker import connect as _connect
-from temporalio.client import Client
-from temporalio.service import RPCError
-
 from workflows.types import (
     ApproveInput,
     ChangeRequestInput,
@@ -231,7 +230,9 @@ def plan(
         settings = Settings.from_env()
         request_vars = dict(ops.parse_var(v) for v in var or [])
         try:
-            change = parse_input({"request": request, "requester": "signoff-plan", "inventory": limit, "vars": request_vars})
+            change = parse_input(
+                {"request": request, "requester": "signoff-plan", "inventory": limit, "vars": request_vars}
+            )
         except InvalidInput as err:
             raise ops.OperationError(str(err)) from None
         planner = Planner(playbooks or settings.playbook_dir, inventory or settings.inventory)
@@ -248,7 +249,9 @@ def plan(
 
 @app.command()
 def playbooks(
-    playbook_dir: Annotated[Path | None, typer.Option("--playbooks", help="Playbook repo (default: SIGNOFF_PLAYBOOK_DIR).")] = None,
+    playbook_dir: Annotated[
+        Path | None, typer.Option("--playbooks", help="Playbook repo (default: SIGNOFF_PLAYBOOK_DIR).")
+    ] = None,
     json: Json = False,
 ) -> None:
     """List the playbook catalog: what each playbook does, and what was skipped or is broken, and why."""
@@ -294,9 +297,9 @@ def dev(
                     "Or with the Temporal CLI:\n"
                     f"  temporal workflow start --address {stack.address} --task-queue {stack.settings.task_queue} "
                     "--type ChangeRequestWorkflow --workflow-id cr-42 \\\n"
-                    f"    --input '{{\"request\": \"{DEMO_REQUEST}\", \"requester\": \"alice\"}}'\n"
+                    f'    --input \'{{"request": "{DEMO_REQUEST}", "requester": "alice"}}\'\n'
                     f"  temporal workflow signal --address {stack.address} --workflow-id cr-42 --name approve "
-                    "--input '{\"approver\": \"bob\"}'\n\nCtrl-C stops everything."
+                    '--input \'{"approver": "bob"}\'\n\nCtrl-C stops everything.'
                 )
                 await asyncio.Event().wait()
 

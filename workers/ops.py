@@ -45,8 +45,8 @@ async def submit(
 ) -> ChangeRequestStatus:
     """Start a change request and return its status once planning is over."""
     try:
-        handle = await client.start_workflow(
-            ChangeRequestWorkflow.run, request, id=workflow_id, task_queue=task_queue  # type: ignore[arg-type]
+        handle = await client.start_workflow(  # type: ignore[misc]  # run takes a RawValue to refuse bad input itself
+            ChangeRequestWorkflow.run, request, id=workflow_id, task_queue=task_queue
         )
     except WorkflowAlreadyStartedError:
         raise OperationError(
@@ -75,7 +75,7 @@ async def decide(
     client: Client, workflow_id: str, decision: ApproveInput | RejectInput | DecideInput
 ) -> ChangeRequestStatus:
     """Approve, reject or decide through the validated update, so the caller learns if it was refused."""
-    handle = client.get_workflow_handle_for(ChangeRequestWorkflow.run, workflow_id)  # type: ignore[arg-type]
+    handle = client.get_workflow_handle_for(ChangeRequestWorkflow.run, workflow_id)
     if isinstance(decision, ApproveInput):
         update = ChangeRequestWorkflow.approve_update
     elif isinstance(decision, RejectInput):
@@ -83,7 +83,7 @@ async def decide(
     else:
         update = ChangeRequestWorkflow.decide_update
     try:
-        return await handle.execute_update(update, decision)  # type: ignore[arg-type]
+        return await handle.execute_update(update, decision)  # type: ignore[arg-type]  # the update takes a RawValue to refuse bad input itself
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         raise OperationError(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
@@ -97,14 +97,15 @@ async def playbook_progress(client: Client, description: WorkflowExecutionDescri
     """The running playbook's last heartbeat, as the Web UI shows it."""
     for pending in description.raw_description.pending_activities:
         if pending.activity_type.name == "run_playbook" and pending.heartbeat_details.payloads:
-            [progress] = await client.data_converter.decode(
-                pending.heartbeat_details.payloads, [PlaybookProgress]
-            )
+            progress: PlaybookProgress
+            [progress] = await client.data_converter.decode(pending.heartbeat_details.payloads, [PlaybookProgress])
             return progress
     return None
 
 
-async def watch(client: Client, workflow_id: str, emit: Callable[[str], None], poll: float = 0.3) -> ChangeRequestStatus:
+async def watch(
+    client: Client, workflow_id: str, emit: Callable[[str], None], poll: float = 0.3
+) -> ChangeRequestStatus:
     """Emit a line for every phase change, playbook progress and finished step, until the end."""
     handle = client.get_workflow_handle(workflow_id)
     last_phase: Phase | None = None
@@ -139,22 +140,37 @@ def audit_report(database_url: str | None, audit_repo: Path, workflow_id: str, c
         engine = create_engine(database_url)
         try:
             with engine.connect() as conn:
-                row = conn.execute(
-                    text("SELECT phase, requester, risk, audit_commit FROM change_requests WHERE id = :id"),
-                    {"id": workflow_id},
-                ).mappings().first()
+                row = (
+                    conn.execute(
+                        text("SELECT phase, requester, risk, audit_commit FROM change_requests WHERE id = :id"),
+                        {"id": workflow_id},
+                    )
+                    .mappings()
+                    .first()
+                )
                 if row is None:
                     raise OperationError(f"no audit record for {workflow_id} in the database")
                 lines.append(
                     f"database: change_requests[{workflow_id}] phase={row['phase']} requester={row['requester']} "
                     f"risk={row['risk']} audit_commit={row['audit_commit']}"
                 )
-                for d in conn.execute(text("SELECT who, verdict, note FROM decisions WHERE change_request_id = :id"), {"id": workflow_id}).mappings():
-                    lines.append(f"database: decision {d['verdict']} by {d['who']}" + (f": {d['note']}" if d["note"] else ""))
-                tasks = conn.execute(
-                    text("SELECT step, task, host, status FROM tasks WHERE change_request_id = :id ORDER BY step, attempt, seq"),
-                    {"id": workflow_id},
-                ).mappings().all()
+                for d in conn.execute(
+                    text("SELECT who, verdict, note FROM decisions WHERE change_request_id = :id"), {"id": workflow_id}
+                ).mappings():
+                    lines.append(
+                        f"database: decision {d['verdict']} by {d['who']}" + (f": {d['note']}" if d["note"] else "")
+                    )
+                tasks = (
+                    conn.execute(
+                        text(
+                            "SELECT step, task, host, status FROM tasks WHERE change_request_id = :id "
+                            "ORDER BY step, attempt, seq"
+                        ),
+                        {"id": workflow_id},
+                    )
+                    .mappings()
+                    .all()
+                )
                 lines.append(f"database: {len(tasks)} task results")
                 lines.extend(f"  step {t['step']}  {t['status']:<9} {t['host']:<10} {t['task']}" for t in tasks)
         finally:
@@ -162,7 +178,8 @@ def audit_report(database_url: str | None, audit_repo: Path, workflow_id: str, c
     if commit:
         repo = git.Repo(audit_repo)
         found = repo.commit(commit)
-        lines.append(f"git: commit {found.hexsha[:12]} in {audit_repo}: {found.summary}")
+        summary = found.summary if isinstance(found.summary, str) else found.summary.decode(errors="replace")
+        lines.append(f"git: commit {found.hexsha[:12]} in {audit_repo}: {summary}")
         lines.extend(f"  {path}" for path in sorted(str(p) for p in found.stats.files))
     return lines
 

@@ -104,7 +104,8 @@ def decided(request_id: str, decision: ApproveInput | RejectInput | DecideInput,
 
 
 def step_line(step: StepStatus, total: int) -> str:
-    line = f"  step {step.index}/{total} {step.playbook}: {step.state}  ok={step.ok} changed={step.changed} failed={step.failed}"
+    line = f"  step {step.index}/{total} {step.playbook}: {step.state}"
+    line += f"  ok={step.ok} changed={step.changed} failed={step.failed}"
     return f"{line}  {step.error}" if step.error else line
 
 
@@ -114,8 +115,14 @@ def status_table(status: ChangeRequestStatus) -> Table:
         table.add_column(column)
     for step in status.steps:
         table.add_row(
-            str(step.index), step.playbook, str(step.state), str(step.attempt or ""),
-            str(step.ok), str(step.changed), str(step.failed), step.error or "",
+            str(step.index),
+            step.playbook,
+            str(step.state),
+            str(step.attempt or ""),
+            str(step.ok),
+            str(step.changed),
+            str(step.failed),
+            step.error or "",
         )
     return table
 
@@ -141,11 +148,13 @@ def print_status(console: Console, status: ChangeRequestStatus) -> None:
 
 def progress_line(step: int, total: int, playbook: str, progress: PlaybookProgress) -> str:
     where = " ".join(
-        part for part in (
+        part
+        for part in (
             f"play {progress.play!r}" if progress.play else "",
             f"task {progress.task!r}" if progress.task else "",
             f"host {progress.host}" if progress.host else "",
-        ) if part
+        )
+        if part
     )
     counts = f"ok={progress.ok} changed={progress.changed} failed={progress.failed + progress.unreachable}"
     return f"  step {step}/{total} {playbook}  {where}  {counts}".rstrip()

@@ -22,13 +22,15 @@ from activities.audit_db import AuditDbActivities
 from activities.audit_git import AuditGitActivities, init_repo
 from activities.catalog import Planner, PlanningActivities
 from activities.db import make_engine, migrate
+from activities.locks import LockActivities
 from activities.playbook_cache import CatalogCache
-from activities.playbooks import PlaybookActivities, playbook_env
-from activities.rundirs import remove_stale_runs
+from activities.playbooks import PlaybookActivities
+from activities.rundirs import playbook_env, remove_stale_runs
 from workers.settings import Settings
 from workflows.change_request import SEARCH_ATTRIBUTES, ChangeRequestWorkflow
-from workflows.types import playbook_queue
 from workflows.interceptors import SignoffInterceptor
+from workflows.lock import TargetLockWorkflow
+from workflows.types import playbook_queue
 
 log = logging.getLogger("signoff.worker")
 
@@ -81,6 +83,7 @@ def build_workers(client: Client, settings: Settings, engine: Engine, executor: 
     planning = PlanningActivities(planner, settings.policy, settings.check_mode_preview, settings.playbook_timeouts)
     audit_db = AuditDbActivities(engine)
     audit_git = AuditGitActivities(settings.audit_repo)
+    locks = LockActivities(client)
     playbooks = PlaybookActivities(
         settings.playbook_dir,
         settings.inventory,
@@ -90,10 +93,17 @@ def build_workers(client: Client, settings: Settings, engine: Engine, executor: 
     main = Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[ChangeRequestWorkflow],
+        workflows=[ChangeRequestWorkflow, TargetLockWorkflow],
         interceptors=[SignoffInterceptor()],
         # Playbooks here too, only for requests scheduled before they had their own queue.
-        activities=[planning.plan_change, audit_db.record, audit_git.commit_audit, playbooks.run_playbook],
+        activities=[
+            planning.plan_change,
+            audit_db.record,
+            audit_git.commit_audit,
+            locks.request_lock,
+            locks.is_running,
+            playbooks.run_playbook,
+        ],
         activity_executor=executor,
         max_concurrent_activities=BOOKKEEPING_SLOTS,
     )

@@ -55,7 +55,9 @@ def authorize(
         if who.same_person(earlier):
             raise Refused(who.raw, f"{who.name} has already approved")
         if who.looks_like(earlier):
-            raise Refused(who.raw, f"{who.raw!r} looks like {earlier.name!r}, who already approved; refused as a look-alike")
+            raise Refused(
+                who.raw, f"{who.raw!r} looks like {earlier.name!r}, who already approved; refused as a look-alike"
+            )
 
 
 def authorize_operator(who: Identity, *, requester: Identity, policy: ApprovalPolicy) -> None:
@@ -65,7 +67,9 @@ def authorize_operator(who: Identity, *, requester: Identity, policy: ApprovalPo
         raise Refused(who.raw, f"{who.name} requested this change and cannot decide on its failed step (four eyes)")
     allowed = [identify(name) for name in policy.approvers]
     if allowed and not any(who.same_person(a) for a in allowed):
-        raise Refused(who.raw, f"{who.name} may not decide: not an approver (approvers: {', '.join(a.name for a in allowed)})")
+        raise Refused(
+            who.raw, f"{who.name} may not decide: not an approver (approvers: {', '.join(a.name for a in allowed)})"
+        )
 
 
 def check_policy(policy: ApprovalPolicy) -> list[str]:

@@ -14,11 +14,12 @@ from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, FailureError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
 from workflows.handlers import DecisionHandlers
 from workflows.identity import Identity
+from workflows.lock import TargetLockWorkflow
 from workflows.payloads import decode_input, describe, now, result_from_details
 from workflows.types import (
     NOT_YET_PLANNED,
@@ -29,6 +30,7 @@ from workflows.types import (
     ChangeRequestStatus,
     Decision,
     ErrorType,
+    LockRequest,
     Phase,
     Plan,
     PlanInput,
@@ -40,6 +42,7 @@ from workflows.types import (
     StepStatus,
     TaskRecord,
     Verdict,
+    lock_workflow_id,
     playbook_queue,
 )
 
@@ -47,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.audit_db import AuditDbActivities
     from activities.audit_git import AuditGitActivities
     from activities.catalog import PlanningActivities
+    from activities.locks import LockActivities
     from activities.playbooks import PlaybookActivities
 
 PHASE_ATTR = SearchAttributeKey.for_keyword("SignoffPhase")
@@ -60,11 +64,16 @@ _BOOKKEEPING_TIMEOUT = timedelta(seconds=60)
 # failing: bookkeeping retries without limit, backing off to a try every 30 s. What retrying
 # cannot fix, the activities raise as non-retryable errors.
 _BOOKKEEPING_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30), maximum_attempts=0
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=0,
 )
 # Planning reads the playbook repo and the catalog cache: bounded, so a request never sits in
 # `planning` for good; it fails naming the problem.
-_PLANNING_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=8)
+_PLANNING_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=8
+)
 _PREVIEW_TIMEOUT = timedelta(minutes=10)
 # Only unreachable hosts and killed runs are raised as retryable (activities/classify.py).
 _MAX_PLAYBOOK_ATTEMPTS = 4
@@ -77,6 +86,7 @@ _PLAYBOOK_RETRY = RetryPolicy(
 )
 _DEFAULT_PLAYBOOK_TIMEOUT = timedelta(hours=2)
 _TIMEOUT_MARGIN = timedelta(minutes=5)  # the activity's own watchdog stops the run first
+_LOCK_CHECK = timedelta(minutes=5)  # a waiter asks the lock to look at its holder this often
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -88,6 +98,8 @@ class ChangeRequestWorkflow(DecisionHandlers):
         self._requester: Identity | None = None
         self._deciding_step: int | None = None
         self._recording: asyncio.Task[None] | None = None
+        self._locks: list[str] = []  # hosts asked for, to give back when the request ends
+        self._granted: set[str] = set()
 
     @workflow.run
     async def run(self, raw: RawValue = None) -> ChangeRequestResult:  # type: ignore[assignment]
@@ -95,7 +107,7 @@ class ChangeRequestWorkflow(DecisionHandlers):
         if self._requester.raw != request.requester:
             self._status.requester_raw = self._requester.raw
         # Which vars are secret is known once the plan is: until then no value is shown.
-        self._status.request = dataclasses.replace(request, vars={k: NOT_YET_PLANNED for k in request.vars})
+        self._status.request = dataclasses.replace(request, vars=dict.fromkeys(request.vars, NOT_YET_PLANNED))
         workflow.upsert_search_attributes(
             [REQUESTER_ATTR.value_set(request.requester), PHASE_ATTR.value_set(Phase.PLANNING)]
         )
@@ -119,6 +131,7 @@ class ChangeRequestWorkflow(DecisionHandlers):
         )
 
     async def _finish(self) -> None:
+        await self._release_locks()
         await self._audit()
         await workflow.wait_condition(workflow.all_handlers_finished)
 
@@ -151,12 +164,59 @@ class ChangeRequestWorkflow(DecisionHandlers):
         if not await self._approved(plan):
             return
         self._set_phase(Phase.EXECUTING)
+        if workflow.patched("inventory-locks"):
+            await self._lock_hosts(plan)
         if workflow.patched("record-beside-playbook"):
             # The "executing" row is written while the first playbook starts, not before it.
             self._recording = asyncio.create_task(self._write_record())
         else:
             await self._record()
         self._set_phase(await self._run_steps(plan, request))
+
+    async def _lock_hosts(self, plan: Plan) -> None:
+        """Hold every host the plan touches until the request ends: two requests on one host
+        never execute at once. Hosts are taken in sorted order, so no two requests can each
+        hold one the other waits for."""
+        holder = self._status.workflow_id
+        for target in sorted({host for step in plan.steps for host in step.host_list}):
+            self._locks.append(target)
+            state = await workflow.execute_activity_method(
+                LockActivities.request_lock,
+                LockRequest(target=target, holder=holder),
+                start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
+                retry_policy=_BOOKKEEPING_RETRY,
+            )
+            held_by = f", held by {state.holder}" if state.holder and state.holder != holder else ""
+            await self._wait_for_lock(target, f"the lock on {target}{held_by}")
+        self._status.waiting_for = None
+
+    async def _wait_for_lock(self, target: str, waiting_for: str) -> None:
+        while target not in self._granted:
+            self._status.waiting_for = waiting_for
+            try:
+                await workflow.wait_condition(
+                    lambda: target in self._granted, timeout=_LOCK_CHECK, timeout_summary="lock wait"
+                )
+            except TimeoutError:  # waited long: is its holder still there?
+                await self._lock_handle(target).signal(TargetLockWorkflow.check, self._status.workflow_id)
+
+    async def _release_locks(self) -> None:
+        for target in self._locks:
+            try:
+                await self._lock_handle(target).signal(TargetLockWorkflow.release, self._status.workflow_id)
+            except FailureError:  # the lock workflow is gone: nothing is held there
+                continue
+        self._locks.clear()
+
+    def _lock_handle(self, target: str) -> workflow.ExternalWorkflowHandle[TargetLockWorkflow]:
+        return workflow.get_external_workflow_handle_for(
+            TargetLockWorkflow.run, lock_workflow_id(workflow.info().task_queue, target)
+        )
+
+    @workflow.signal(name="lock_granted")
+    def lock_granted(self, target: str) -> None:
+        """From a lock workflow: this request now holds `target`."""
+        self._granted.add(target)
 
     async def _preview(self, plan: Plan, request: ChangeRequestInput) -> Plan:
         """Every step in check mode, side by side, before anyone is asked to approve."""
@@ -210,12 +270,11 @@ class ChangeRequestWorkflow(DecisionHandlers):
         self._status.waiting_for = f"{policy.required_approvals} approval(s)"
         try:
             await workflow.wait_condition(
-                lambda: self._status.rejection is not None
-                or len(self._status.approvals) >= policy.required_approvals,
+                lambda: self._status.rejection is not None or len(self._status.approvals) >= policy.required_approvals,
                 timeout=timedelta(seconds=policy.timeout_seconds),
                 timeout_summary="approval timeout",
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._status.error = f"no decision within {timedelta(seconds=policy.timeout_seconds)}"
             self._set_phase(Phase.EXPIRED)
             return False
@@ -251,7 +310,9 @@ class ChangeRequestWorkflow(DecisionHandlers):
         run_input = dataclasses.replace(run_input, attempt_offset=max(step.attempt, step.runs * _MAX_PLAYBOOK_ATTEMPTS))
         step.runs += 1
         step.state = StepState.RUNNING
-        timeout = timedelta(seconds=run_input.timeout_seconds) if run_input.timeout_seconds else _DEFAULT_PLAYBOOK_TIMEOUT
+        timeout = (
+            timedelta(seconds=run_input.timeout_seconds) if run_input.timeout_seconds else _DEFAULT_PLAYBOOK_TIMEOUT
+        )
         try:
             result = await workflow.execute_activity_method(
                 PlaybookActivities.run_playbook,
@@ -295,9 +356,11 @@ class ChangeRequestWorkflow(DecisionHandlers):
                 lambda: len(self._status.decisions) > seen, timeout=timeout, timeout_summary="decision timeout"
             )
             action = self._status.decisions[-1].verdict
-        except asyncio.TimeoutError:
+        except TimeoutError:
             action = Verdict.ABORT
-            self._status.decisions.append(Decision("signoff", action, f"no decision within {timeout}", now(), step=index))
+            self._status.decisions.append(
+                Decision("signoff", action, f"no decision within {timeout}", now(), step=index)
+            )
         self._deciding_step = None
         self._status.waiting_for = None
         if action == Verdict.ABORT:
@@ -324,6 +387,7 @@ class ChangeRequestWorkflow(DecisionHandlers):
             if step.state in (StepState.PENDING, StepState.RUNNING):
                 step.state = StepState.CANCELLED
         self._set_phase(Phase.CANCELLED)
+        await self._release_locks()
         await self._audit()
         raise asyncio.CancelledError("change request cancelled")
 

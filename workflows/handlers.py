@@ -122,7 +122,9 @@ class DecisionHandlers:
         if status.phase != Phase.AWAITING_APPROVAL:
             raise Refused(who.raw, f"not awaiting approval (phase is {status.phase})")
         assert status.plan is not None
-        authorize(decision.verdict, who, requester=self._requester, policy=status.plan.policy, approvals=status.approvals)
+        authorize(
+            decision.verdict, who, requester=self._requester, policy=status.plan.policy, approvals=status.approvals
+        )
 
     def _refuse(self, kind: Verdict, refusal: Refused) -> None:
         name = "decide" if kind in DECIDE_ACTIONS else str(kind)

@@ -70,7 +70,9 @@ def decode_decision(verdict: Verdict, raw: RawValue, *, step: int | None = None)
     except InvalidInput as err:
         raise Refused(None, f"invalid {_payload_name(verdict)} payload: {err}") from None
     except Exception as err:  # the payload is not JSON at all
-        raise Refused(None, f"invalid {_payload_name(verdict)} payload: not decodable JSON ({type(err).__name__})") from None
+        raise Refused(
+            None, f"invalid {_payload_name(verdict)} payload: not decodable JSON ({type(err).__name__})"
+        ) from None
     identity = identity_of(who)
     return Decision(identity.name, verdict, note, now(), raw=who if who != identity.name else None, step=step)
 
@@ -95,6 +97,7 @@ def result_from_details(err: ActivityError) -> PlaybookResult | None:
         return None
     details: Any = cause.details[0]
     try:
-        return value_to_type(PlaybookResult, details)
+        result: PlaybookResult = value_to_type(PlaybookResult, details)
+        return result
     except (TypeError, ValueError, KeyError):
         return None

@@ -16,12 +16,41 @@ from typing import Any
 TASK_QUEUE = "signoff"
 
 
+LOCK_WORKFLOW_TYPE = "TargetLockWorkflow"
+
+
+def lock_workflow_id(task_queue: str, target: str) -> str:
+    """The lock workflow of one inventory host (workflows/lock.py), per signoff deployment."""
+    return f"signoff-lock:{task_queue}:{target}"
+
+
+@dataclass(frozen=True)
+class LockRequest:
+    target: str  # an inventory host
+    holder: str  # the change request's workflow id
+
+
+@dataclass(frozen=True)
+class LockInput:
+    target: str
+    queue: list[str] = field(default_factory=list)  # holder first, when carried over by continue-as-new
+
+
+@dataclass(frozen=True)
+class LockState:
+    target: str
+    holder: str | None = None
+    waiting: list[str] = field(default_factory=list)
+
+
 def playbook_queue(task_queue: str) -> str:
     """Where playbook activities run: their own queue, so they have their own worker slots."""
     return f"{task_queue}-playbooks"
 
+
 WORKFLOW_TYPE = "ChangeRequestWorkflow"
 NOT_YET_PLANNED = "(shown once planned)"  # a var's value in `status` before the plan says if it is secret
+
 
 class Phase(enum.StrEnum):
     PLANNING = "planning"

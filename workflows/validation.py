@@ -31,18 +31,89 @@ MAX_INVENTORY_CHARS = 1000
 RESERVED_VAR_PREFIXES = ("ansible_", "_ansible", "inventory_", "role_", "play_", "playbook_", "discovered_interpreter")
 RESERVED_VAR_NAMES = frozenset(
     {
-        "action", "always", "any_errors_fatal", "args", "async", "async_val", "become", "become_exe",
-        "become_flags", "become_method", "become_pass", "become_user", "block", "changed_when",
-        "check_mode", "collections", "connection", "cycler", "debugger", "delay", "delegate_facts",
-        "delegate_to", "dict", "diff", "environment", "fact_path", "failed_when", "force_handlers",
-        "gather_facts", "gather_timeout", "group_names", "groups", "handlers", "hosts", "hostvars",
-        "ignore_errors", "ignore_unreachable", "item", "joiner", "lipsum", "local_action", "lookup",
-        "loop", "loop_control", "loop_with", "max_fail_percentage", "module_defaults", "name",
-        "namespace", "no_log", "notify", "now", "omit", "order", "password", "poll", "port",
-        "post_tasks", "pre_tasks", "private_key_file", "q", "query", "range", "register",
-        "remote_addr", "remote_user", "rescue", "retries", "roles", "run_once", "serial", "strategy",
-        "tags", "tasks", "throttle", "timeout", "undef", "until", "vars", "vars_files", "vars_prompt",
-        "when", "with_",
+        "action",
+        "always",
+        "any_errors_fatal",
+        "args",
+        "async",
+        "async_val",
+        "become",
+        "become_exe",
+        "become_flags",
+        "become_method",
+        "become_pass",
+        "become_user",
+        "block",
+        "changed_when",
+        "check_mode",
+        "collections",
+        "connection",
+        "cycler",
+        "debugger",
+        "delay",
+        "delegate_facts",
+        "delegate_to",
+        "dict",
+        "diff",
+        "environment",
+        "fact_path",
+        "failed_when",
+        "force_handlers",
+        "gather_facts",
+        "gather_timeout",
+        "group_names",
+        "groups",
+        "handlers",
+        "hosts",
+        "hostvars",
+        "ignore_errors",
+        "ignore_unreachable",
+        "item",
+        "joiner",
+        "lipsum",
+        "local_action",
+        "lookup",
+        "loop",
+        "loop_control",
+        "loop_with",
+        "max_fail_percentage",
+        "module_defaults",
+        "name",
+        "namespace",
+        "no_log",
+        "notify",
+        "now",
+        "omit",
+        "order",
+        "password",
+        "poll",
+        "port",
+        "post_tasks",
+        "pre_tasks",
+        "private_key_file",
+        "q",
+        "query",
+        "range",
+        "register",
+        "remote_addr",
+        "remote_user",
+        "rescue",
+        "retries",
+        "roles",
+        "run_once",
+        "serial",
+        "strategy",
+        "tags",
+        "tasks",
+        "throttle",
+        "timeout",
+        "undef",
+        "until",
+        "vars",
+        "vars_files",
+        "vars_prompt",
+        "when",
+        "with_",
     }
 )
 # Var names whose values are treated as secret even when no playbook says so.
@@ -85,7 +156,9 @@ def parse_input(value: object) -> ChangeRequestInput:
     if len(request) > MAX_REQUEST_CHARS:
         raise InvalidInput("request", f"is longer than {MAX_REQUEST_CHARS} characters")
     if _INVISIBLE.search(request):
-        raise InvalidInput("request", "holds control or bidirectional-override characters, which hide text from the approver")
+        raise InvalidInput(
+            "request", "holds control or bidirectional-override characters, which hide text from the approver"
+        )
     requester = _text(obj, "requester")
     inventory = obj.get("inventory")
     if inventory is not None and (not isinstance(inventory, str) or not inventory.strip()):
@@ -94,7 +167,8 @@ def parse_input(value: object) -> ChangeRequestInput:
         inventory = inventory.strip()
         if len(inventory) > MAX_INVENTORY_CHARS or not _LIMIT.match(inventory):
             raise InvalidInput(
-                "inventory", "must be an Ansible host pattern (names, groups, globs, ranges, ':&!,'), not a file or command"
+                "inventory",
+                "must be an Ansible host pattern (names, groups, globs, ranges, ':&!,'), not a file or command",
             )
     extra_vars = obj.get("vars", {})
     if not isinstance(extra_vars, dict):

@@ -18,7 +18,8 @@ def upgrade() -> None:
     op.add_column("decisions", sa.Column("step", sa.Integer))
     op.execute(
         "UPDATE decisions SET seq = numbered.n FROM (SELECT change_request_id, who, verdict, "
-        "row_number() OVER (PARTITION BY change_request_id ORDER BY decided_at, who) - 1 AS n FROM decisions) AS numbered "
+        "row_number() OVER (PARTITION BY change_request_id ORDER BY decided_at, who) - 1 AS n "
+        "FROM decisions) AS numbered "
         "WHERE decisions.change_request_id = numbered.change_request_id AND decisions.who = numbered.who "
         "AND decisions.verdict = numbered.verdict"
     )
