@@ -24,6 +24,7 @@ from activities.inventory import Inventory, InventoryError
 from workflows.types import (
     PLAN_VERSION,
     ApprovalPolicy,
+    Budget,
     Plan,
     PlanInput,
     PlannedStep,
@@ -195,12 +196,14 @@ class PlanningActivities:
         policy: ApprovalPolicy,
         check_mode_preview: bool = True,
         timeouts: tuple[int | None, int | None] = (None, None),
+        budget: Budget | None = None,
     ) -> None:
         """`timeouts`: the `timeout` and `idle_timeout` (seconds) of playbooks whose header sets none."""
         self._planner = planner
         self._policy = policy
         self._check_mode_preview = check_mode_preview
         self._timeouts = timeouts
+        self._budget = budget
 
     @activity.defn(name="plan_change")
     def plan_change(self, inp: PlanInput) -> Plan:
@@ -222,6 +225,7 @@ class PlanningActivities:
             vars=draft.vars if draft.error is None else [],
             version=PLAN_VERSION,
             check_mode_preview=self._check_mode_preview,
+            budget=self._budget,
             unmatched_clauses=draft.unmatched,
             excluded=draft.excluded,
         )

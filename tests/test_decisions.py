@@ -20,7 +20,7 @@ from tests.test_cli import signoff
 from workers.settings import Settings
 from workers.worker import running_worker
 from workflows.change_request import ChangeRequestWorkflow
-from workflows.types import ApproveInput, DecideInput, Phase, StepState
+from workflows.types import ApproveInput, Budget, DecideInput, Phase, StepState
 
 
 async def approved(env: WorkflowEnvironment, settings: Settings, request: str) -> Any:
@@ -184,3 +184,29 @@ async def test_cli_retry_skip_abort(env: WorkflowEnvironment, settings: Settings
         result = await handle.result()
 
     assert result.outcome == Phase.FAILED
+
+
+async def test_budgets_stop_a_request_with_the_reason(
+    env: WorkflowEnvironment, settings: Settings, out_dir: Path
+) -> None:
+    too_many_steps = dataclasses.replace(settings, budget=Budget(max_steps=1))
+    async with running_worker(env.client, too_many_steps):
+        handle = await start_request(env, settings, "Deploy hello and configure hello", time_skipping=True)
+        planned = await handle.result()
+    assert planned.outcome == Phase.FAILED
+    assert planned.error == "over budget: 2 steps, at most 1 (SIGNOFF_MAX_STEPS)"
+
+    one_run = dataclasses.replace(settings, budget=Budget(max_attempts=1))
+    async with running_worker(env.client, one_run):
+        handle = await approved(env, one_run, "Deploy flaky")
+        await wait_for_phase(handle, Phase.AWAITING_DECISION)
+        (out_dir / "fixed").touch()
+        await handle.signal(ChangeRequestWorkflow.decide, decide("carol", "retry"))  # type: ignore[arg-type]
+        result = await handle.result()
+
+    assert result.outcome == Phase.FAILED
+    assert result.error == "over budget: 1 playbook runs, at most 1 (SIGNOFF_MAX_ATTEMPTS); stopped before step 1"
+    assert not (out_dir / "flaky.txt").exists(), "the retry never ran"
+    [row] = db_rows(settings.database_url, "SELECT phase, error FROM change_requests WHERE id = :id", id=handle.id)
+    assert row["phase"] == "failed"
+    assert "over budget" in row["error"]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 from workflows.approval import check_policy
-from workflows.types import TASK_QUEUE, ApprovalPolicy
+from workflows.types import TASK_QUEUE, ApprovalPolicy, Budget
 
 
 class ConfigError(ValueError):
@@ -31,6 +31,9 @@ class Settings:
     playbook_concurrency: int = os.cpu_count() or 2  # playbooks at once per worker (SIGNOFF_PLAYBOOK_CONCURRENCY)
     # default `timeout` and `idle_timeout` of a playbook whose header sets none, in seconds
     playbook_timeouts: tuple[int, int] = (2 * 3600, 3600)
+    budget: Budget = field(
+        default_factory=Budget
+    )  # SIGNOFF_MAX_STEPS, SIGNOFF_MAX_ATTEMPTS, SIGNOFF_MAX_EXECUTION_TIME
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -58,6 +61,11 @@ class Settings:
             playbook_timeouts=(
                 int(_seconds(env, "SIGNOFF_PLAYBOOK_TIMEOUT", "2h")),
                 int(_seconds(env, "SIGNOFF_IDLE_TIMEOUT", "1h")),
+            ),
+            budget=Budget(
+                max_steps=_positive_int(env, "SIGNOFF_MAX_STEPS", 50),
+                max_attempts=_positive_int(env, "SIGNOFF_MAX_ATTEMPTS", 25),
+                max_execution_seconds=_seconds(env, "SIGNOFF_MAX_EXECUTION_TIME", "24h"),
             ),
         )
         problems = check_policy(settings.policy)

@@ -80,7 +80,9 @@ def build_workers(client: Client, settings: Settings, engine: Engine, executor: 
     never waits behind Ansible, and at most `playbook_concurrency` of them run at once (Ansible
     is CPU-bound: more than the cores only makes each slower)."""
     planner = Planner(settings.playbook_dir, settings.inventory, CatalogCache(engine).load)
-    planning = PlanningActivities(planner, settings.policy, settings.check_mode_preview, settings.playbook_timeouts)
+    planning = PlanningActivities(
+        planner, settings.policy, settings.check_mode_preview, settings.playbook_timeouts, settings.budget
+    )
     audit_db = AuditDbActivities(engine)
     audit_git = AuditGitActivities(settings.audit_repo)
     locks = LockActivities(client)

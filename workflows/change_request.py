@@ -14,12 +14,23 @@ from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, FailureError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
 from workflows.handlers import DecisionHandlers
 from workflows.identity import Identity
-from workflows.lock import TargetLockWorkflow
+from workflows.locking import HostLocks
+from workflows.options import (
+    BOOKKEEPING_RETRY,
+    BOOKKEEPING_TIMEOUT,
+    DEFAULT_PLAYBOOK_TIMEOUT,
+    MAX_PLAYBOOK_ATTEMPTS,
+    PLANNING_RETRY,
+    PLAYBOOK_RETRY,
+    PREVIEW_TIMEOUT,
+    TIMEOUT_MARGIN,
+    over_budget,
+)
 from workflows.payloads import decode_input, describe, now, result_from_details
 from workflows.types import (
     NOT_YET_PLANNED,
@@ -29,8 +40,6 @@ from workflows.types import (
     ChangeRequestResult,
     ChangeRequestStatus,
     Decision,
-    ErrorType,
-    LockRequest,
     Phase,
     Plan,
     PlanInput,
@@ -42,7 +51,6 @@ from workflows.types import (
     StepStatus,
     TaskRecord,
     Verdict,
-    lock_workflow_id,
     playbook_queue,
 )
 
@@ -50,7 +58,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.audit_db import AuditDbActivities
     from activities.audit_git import AuditGitActivities
     from activities.catalog import PlanningActivities
-    from activities.locks import LockActivities
     from activities.playbooks import PlaybookActivities
 
 PHASE_ATTR = SearchAttributeKey.for_keyword("SignoffPhase")
@@ -59,38 +66,10 @@ SERVICES_ATTR = SearchAttributeKey.for_keyword_list("SignoffServices")
 SEARCH_ATTRIBUTES = (PHASE_ATTR, REQUESTER_ATTR, SERVICES_ATTR)
 
 T = TypeVar("T")
-_BOOKKEEPING_TIMEOUT = timedelta(seconds=60)
-# A change that is approved, or half applied, waits out an outage of PostgreSQL or git instead of
-# failing: bookkeeping retries without limit, backing off to a try every 30 s. What retrying
-# cannot fix, the activities raise as non-retryable errors.
-_BOOKKEEPING_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=0,
-)
-# Planning reads the playbook repo and the catalog cache: bounded, so a request never sits in
-# `planning` for good; it fails naming the problem.
-_PLANNING_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=8
-)
-_PREVIEW_TIMEOUT = timedelta(minutes=10)
-# Only unreachable hosts and killed runs are raised as retryable (activities/classify.py).
-_MAX_PLAYBOOK_ATTEMPTS = 4
-_PLAYBOOK_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=2),
-    maximum_attempts=_MAX_PLAYBOOK_ATTEMPTS,
-    non_retryable_error_types=[ErrorType.PLAYBOOK_FAILED, ErrorType.PLAYBOOK_ERROR],
-)
-_DEFAULT_PLAYBOOK_TIMEOUT = timedelta(hours=2)
-_TIMEOUT_MARGIN = timedelta(minutes=5)  # the activity's own watchdog stops the run first
-_LOCK_CHECK = timedelta(minutes=5)  # a waiter asks the lock to look at its holder this often
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class ChangeRequestWorkflow(DecisionHandlers):
+class ChangeRequestWorkflow(DecisionHandlers, HostLocks):
     def __init__(self) -> None:
         self._status = ChangeRequestStatus(workflow_id=workflow.info().workflow_id)
         self._tasks: list[TaskRecord] = []
@@ -141,8 +120,8 @@ class ChangeRequestWorkflow(DecisionHandlers):
         plan = await workflow.execute_activity_method(
             PlanningActivities.plan_change,
             PlanInput(request=request.request, inventory=request.inventory, vars=request.vars),
-            start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
-            retry_policy=_PLANNING_RETRY,
+            start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+            retry_policy=PLANNING_RETRY,
         )
         self._status.plan = plan
         self._status.steps = [StepStatus(index=i, playbook=s.playbook) for i, s in enumerate(plan.steps, 1)]
@@ -150,6 +129,10 @@ class ChangeRequestWorkflow(DecisionHandlers):
             shown = {v.name: v.shown if v.secret else request.vars[v.name] for v in plan.vars}
             self._status.request = dataclasses.replace(request, vars=shown)
         workflow.upsert_search_attributes([SERVICES_ATTR.value_set(plan.services)])
+        if plan.budget and plan.budget.max_steps and len(plan.steps) > plan.budget.max_steps:
+            plan = dataclasses.replace(
+                plan, error=f"over budget: {len(plan.steps)} steps, at most {plan.budget.max_steps} (SIGNOFF_MAX_STEPS)"
+            )
         if plan.error or not plan.steps:
             self._status.error = plan.error or plan.unmatched or "no playbook matches the request"
             self._set_phase(Phase.FAILED)
@@ -173,51 +156,6 @@ class ChangeRequestWorkflow(DecisionHandlers):
             await self._record()
         self._set_phase(await self._run_steps(plan, request))
 
-    async def _lock_hosts(self, plan: Plan) -> None:
-        """Hold every host the plan touches until the request ends: two requests on one host
-        never execute at once. Hosts are taken in sorted order, so no two requests can each
-        hold one the other waits for."""
-        holder = self._status.workflow_id
-        for target in sorted({host for step in plan.steps for host in step.host_list}):
-            self._locks.append(target)
-            state = await workflow.execute_activity_method(
-                LockActivities.request_lock,
-                LockRequest(target=target, holder=holder),
-                start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
-                retry_policy=_BOOKKEEPING_RETRY,
-            )
-            held_by = f", held by {state.holder}" if state.holder and state.holder != holder else ""
-            await self._wait_for_lock(target, f"the lock on {target}{held_by}")
-        self._status.waiting_for = None
-
-    async def _wait_for_lock(self, target: str, waiting_for: str) -> None:
-        while target not in self._granted:
-            self._status.waiting_for = waiting_for
-            try:
-                await workflow.wait_condition(
-                    lambda: target in self._granted, timeout=_LOCK_CHECK, timeout_summary="lock wait"
-                )
-            except TimeoutError:  # waited long: is its holder still there?
-                await self._lock_handle(target).signal(TargetLockWorkflow.check, self._status.workflow_id)
-
-    async def _release_locks(self) -> None:
-        for target in self._locks:
-            try:
-                await self._lock_handle(target).signal(TargetLockWorkflow.release, self._status.workflow_id)
-            except FailureError:  # the lock workflow is gone: nothing is held there
-                continue
-        self._locks.clear()
-
-    def _lock_handle(self, target: str) -> workflow.ExternalWorkflowHandle[TargetLockWorkflow]:
-        return workflow.get_external_workflow_handle_for(
-            TargetLockWorkflow.run, lock_workflow_id(workflow.info().task_queue, target)
-        )
-
-    @workflow.signal(name="lock_granted")
-    def lock_granted(self, target: str) -> None:
-        """From a lock workflow: this request now holds `target`."""
-        self._granted.add(target)
-
     async def _preview(self, plan: Plan, request: ChangeRequestInput) -> Plan:
         """Every step in check mode, side by side, before anyone is asked to approve."""
 
@@ -228,7 +166,7 @@ class ChangeRequestWorkflow(DecisionHandlers):
                     PlaybookActivities.preview_playbook,
                     run_input,
                     task_queue=playbook_queue(workflow.info().task_queue),
-                    start_to_close_timeout=_PREVIEW_TIMEOUT,
+                    start_to_close_timeout=PREVIEW_TIMEOUT,
                     heartbeat_timeout=timedelta(seconds=30),
                     retry_policy=RetryPolicy(maximum_attempts=2),
                     cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
@@ -290,8 +228,15 @@ class ChangeRequestWorkflow(DecisionHandlers):
         goes on (the request ends `partial`), abort or no decision in time ends it `failed`."""
         decisions = workflow.patched("operator-decisions")
         skipped = False
+        started = workflow.now()
         for index in range(1, len(plan.steps) + 1):
-            while not await self._run_step(index, self._run_input(index, plan, request)):
+            while True:
+                over = over_budget(plan, self._status.steps, workflow.now() - started)
+                if over:
+                    self._status.error = f"over budget: {over}; stopped before step {index}"
+                    return Phase.FAILED
+                if await self._run_step(index, self._run_input(index, plan, request)):
+                    break
                 if not decisions:
                     return Phase.FAILED
                 action = await self._decision_on(index, plan)
@@ -306,21 +251,21 @@ class ChangeRequestWorkflow(DecisionHandlers):
     async def _run_step(self, index: int, run_input: RunPlaybookInput) -> bool:
         step = self._status.steps[index - 1]
         # Attempts of an operator's retry continue the step's numbering: at most
-        # _MAX_PLAYBOOK_ATTEMPTS per run, so task ids never repeat.
-        run_input = dataclasses.replace(run_input, attempt_offset=max(step.attempt, step.runs * _MAX_PLAYBOOK_ATTEMPTS))
+        # MAX_PLAYBOOK_ATTEMPTS per run, so task ids never repeat.
+        run_input = dataclasses.replace(run_input, attempt_offset=max(step.attempt, step.runs * MAX_PLAYBOOK_ATTEMPTS))
         step.runs += 1
         step.state = StepState.RUNNING
         timeout = (
-            timedelta(seconds=run_input.timeout_seconds) if run_input.timeout_seconds else _DEFAULT_PLAYBOOK_TIMEOUT
+            timedelta(seconds=run_input.timeout_seconds) if run_input.timeout_seconds else DEFAULT_PLAYBOOK_TIMEOUT
         )
         try:
             result = await workflow.execute_activity_method(
                 PlaybookActivities.run_playbook,
                 run_input,
                 task_queue=playbook_queue(workflow.info().task_queue),
-                start_to_close_timeout=timeout + _TIMEOUT_MARGIN,
+                start_to_close_timeout=timeout + TIMEOUT_MARGIN,
                 heartbeat_timeout=timedelta(seconds=30),
-                retry_policy=_PLAYBOOK_RETRY,
+                retry_policy=PLAYBOOK_RETRY,
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 summary=f"step {index}: {run_input.playbook}",
             )
@@ -405,8 +350,8 @@ class ChangeRequestWorkflow(DecisionHandlers):
         await workflow.execute_activity_method(
             AuditDbActivities.record,
             AuditRecord(status=self._status, tasks=tasks),
-            start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
-            retry_policy=_BOOKKEEPING_RETRY,
+            start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+            retry_policy=BOOKKEEPING_RETRY,
         )
         del self._unrecorded_tasks[: len(tasks)]
 
@@ -417,8 +362,8 @@ class ChangeRequestWorkflow(DecisionHandlers):
             commit = await workflow.execute_activity_method(
                 AuditGitActivities.commit_audit,
                 AuditRecord(status=self._status, tasks=self._tasks),
-                start_to_close_timeout=_BOOKKEEPING_TIMEOUT,
-                retry_policy=_BOOKKEEPING_RETRY,
+                start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+                retry_policy=BOOKKEEPING_RETRY,
             )
             self._status.audit_commit = commit.sha
         except ActivityError as err:

@@ -188,6 +188,15 @@ class ApprovalPolicy:
 
 
 @dataclass(frozen=True)
+class Budget:
+    """What one request may use (0: no limit); from the worker's environment, recorded with the plan."""
+
+    max_steps: int = 0
+    max_attempts: int = 0  # playbook runs started, operators' retries included
+    max_execution_seconds: float = 0  # from the first playbook to the last
+
+
+@dataclass(frozen=True)
 class PlanInput:
     request: str
     inventory: str | None = None
@@ -275,6 +284,7 @@ class Plan:
     vars: list[PlannedVar] = field(default_factory=list)
     version: int = 1  # plans recorded before PLAN_VERSION 2 pass every var to every step
     check_mode_preview: bool = False  # whether the workflow previews each step before approval
+    budget: Budget | None = None  # None in plans recorded before budgets existed
     preview: list[StepPreview] = field(default_factory=list)  # filled in by the workflow
     unmatched_clauses: list[UnmatchedClause] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)  # what the request said not to do

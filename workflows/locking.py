@@ -1,0 +1,68 @@
+"""Holding the inventory hosts a change request touches (workflows/lock.py holds each one).
+
+Mixed into ChangeRequestWorkflow: the hosts are taken before the first playbook and given back
+when the request ends, however it ends.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import FailureError
+
+from workflows.lock import TargetLockWorkflow
+from workflows.options import BOOKKEEPING_RETRY, BOOKKEEPING_TIMEOUT, LOCK_CHECK
+from workflows.types import ChangeRequestStatus, LockRequest, Plan, lock_workflow_id
+
+with workflow.unsafe.imports_passed_through():
+    from activities.locks import LockActivities
+
+
+class HostLocks:
+    _status: ChangeRequestStatus
+    _locks: list[str]  # hosts asked for, to give back when the request ends
+    _granted: set[str]
+
+    async def _lock_hosts(self, plan: Plan) -> None:
+        """Hold every host the plan touches until the request ends: two requests on one host
+        never execute at once. Hosts are taken in sorted order, so no two requests can each
+        hold one the other waits for."""
+        holder = self._status.workflow_id
+        for target in sorted({host for step in plan.steps for host in step.host_list}):
+            self._locks.append(target)
+            state = await workflow.execute_activity_method(
+                LockActivities.request_lock,
+                LockRequest(target=target, holder=holder),
+                start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+                retry_policy=BOOKKEEPING_RETRY,
+            )
+            held_by = f", held by {state.holder}" if state.holder and state.holder != holder else ""
+            await self._wait_for_lock(target, f"the lock on {target}{held_by}")
+        self._status.waiting_for = None
+
+    async def _wait_for_lock(self, target: str, waiting_for: str) -> None:
+        while target not in self._granted:
+            self._status.waiting_for = waiting_for
+            try:
+                await workflow.wait_condition(
+                    lambda: target in self._granted, timeout=LOCK_CHECK, timeout_summary="lock wait"
+                )
+            except TimeoutError:  # waited long: is its holder still there?
+                await self._lock_handle(target).signal(TargetLockWorkflow.check, self._status.workflow_id)
+
+    async def _release_locks(self) -> None:
+        for target in self._locks:
+            try:
+                await self._lock_handle(target).signal(TargetLockWorkflow.release, self._status.workflow_id)
+            except FailureError:  # the lock workflow is gone: nothing is held there
+                continue
+        self._locks.clear()
+
+    def _lock_handle(self, target: str) -> workflow.ExternalWorkflowHandle[TargetLockWorkflow]:
+        return workflow.get_external_workflow_handle_for(
+            TargetLockWorkflow.run, lock_workflow_id(workflow.info().task_queue, target)
+        )
+
+    @workflow.signal(name="lock_granted")
+    def lock_granted(self, target: str) -> None:
+        """From a lock workflow: this request now holds `target`."""
+        self._granted.add(target)

@@ -1,0 +1,52 @@
+"""Timeouts, retry policies and budgets: how long and how often ChangeRequestWorkflow waits and
+tries. Deterministic constants and a pure check, shared by the workflow and its mixins."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+from workflows.types import ErrorType, Plan, StepStatus
+
+BOOKKEEPING_TIMEOUT = timedelta(seconds=60)
+# A change that is approved, or half applied, waits out an outage of PostgreSQL or git instead of
+# failing: bookkeeping retries without limit, backing off to a try every 30 s. What retrying
+# cannot fix, the activities raise as non-retryable errors.
+BOOKKEEPING_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=0,
+)
+# Planning reads the playbook repo and the catalog cache: bounded, so a request never sits in
+# `planning` for good; it fails naming the problem.
+PLANNING_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=8
+)
+PREVIEW_TIMEOUT = timedelta(minutes=10)
+# Only unreachable hosts and killed runs are raised as retryable (activities/classify.py).
+MAX_PLAYBOOK_ATTEMPTS = 4
+PLAYBOOK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+    maximum_attempts=MAX_PLAYBOOK_ATTEMPTS,
+    non_retryable_error_types=[ErrorType.PLAYBOOK_FAILED, ErrorType.PLAYBOOK_ERROR],
+)
+DEFAULT_PLAYBOOK_TIMEOUT = timedelta(hours=2)
+TIMEOUT_MARGIN = timedelta(minutes=5)  # the activity's own watchdog stops the run first
+LOCK_CHECK = timedelta(minutes=5)  # a waiter asks the lock to look at its holder this often
+
+
+def over_budget(plan: Plan, steps: list[StepStatus], elapsed: timedelta) -> str | None:
+    budget = plan.budget
+    if budget is None:
+        return None
+    attempts = sum(step.runs for step in steps)
+    if budget.max_attempts and attempts >= budget.max_attempts:
+        return f"{attempts} playbook runs, at most {budget.max_attempts} (SIGNOFF_MAX_ATTEMPTS)"
+    if budget.max_execution_seconds and elapsed.total_seconds() >= budget.max_execution_seconds:
+        limit = timedelta(seconds=budget.max_execution_seconds)
+        return f"executing for {elapsed}, at most {limit} (SIGNOFF_MAX_EXECUTION_TIME)"
+    return None
