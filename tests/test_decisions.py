@@ -186,6 +186,7 @@ async def test_cli_retry_skip_abort(env: WorkflowEnvironment, settings: Settings
     assert result.outcome == Phase.FAILED
 
 
+@pytest.mark.slow
 async def test_budgets_stop_a_request_with_the_reason(
     env: WorkflowEnvironment, settings: Settings, out_dir: Path
 ) -> None:

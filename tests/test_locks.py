@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from temporalio.testing import WorkflowEnvironment
 
@@ -68,6 +69,7 @@ def intervals(out_dir: Path) -> dict[str, tuple[float, float]]:
     return {wf: (t["start"], t["end"]) for wf, t in found.items()}
 
 
+@pytest.mark.slow
 async def test_requests_on_one_host_never_overlap_and_others_run_beside_them(
     env: WorkflowEnvironment, settings: Settings, out_dir: Path
 ) -> None:
@@ -99,6 +101,7 @@ async def test_requests_on_one_host_never_overlap_and_others_run_beside_them(
     assert state == LockState(target="alpha", holder=None, waiting=[]), "every holder gave the lock back"
 
 
+@pytest.mark.slow
 async def test_a_lock_whose_holder_was_terminated_is_freed(
     env: WorkflowEnvironment, settings: Settings, out_dir: Path
 ) -> None:
