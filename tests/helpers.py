@@ -107,6 +107,23 @@ async def run_temporal(address: str, *args: str, check: bool = True) -> tuple[in
     return code, out.decode(), err.decode()
 
 
+async def temporal_start(address: str, task_queue: str, workflow_id: str, *inputs: str) -> None:
+    """`temporal workflow start` a ChangeRequestWorkflow, as a script would, one --input per JSON text."""
+    args = [
+        "workflow",
+        "start",
+        "--type",
+        "ChangeRequestWorkflow",
+        "--task-queue",
+        task_queue,
+        "--workflow-id",
+        workflow_id,
+    ]
+    for given in inputs:
+        args += ["--input", given]
+    await run_temporal(address, *args)
+
+
 def processes_of(workflow_id: str) -> list[psutil.Process]:
     """Live processes of a change request's Ansible runs: each carries SIGNOFF_WORKFLOW_ID."""
     found = []

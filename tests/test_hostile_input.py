@@ -25,6 +25,7 @@ from tests.helpers import (
     db_rows,
     run_temporal,
     start_request,
+    temporal_start,
     wait_for_phase,
 )
 from tests.test_identity import ALICE_LOOKALIKES
@@ -55,19 +56,11 @@ async def test_two_inputs_from_the_temporal_cli_fail_the_run_at_once(
 ) -> None:
     wf_id = f"cr-two-{uuid.uuid4().hex[:8]}"
     async with running_worker(env.client, settings):
-        await temporal(
-            env,
-            "workflow",
-            "start",
-            "--type",
-            "ChangeRequestWorkflow",
-            "--task-queue",
+        await temporal_start(
+            env.client.service_client.config.target_host,
             settings.task_queue,
-            "--workflow-id",
             wf_id,
-            "--input",
             '{"request": "Verify ping", "requester": "alice"}',
-            "--input",
             '{"request": "Verify ping", "requester": "bob"}',
         )
         code, out, _ = await temporal(
@@ -91,18 +84,8 @@ async def test_connection_vars_from_the_temporal_cli_are_refused(
         "vars": {"ansible_ssh_common_args": f"-o ProxyCommand=\"sh -c 'id > {marker}'\""},
     }
     async with running_worker(env.client, settings):
-        await temporal(
-            env,
-            "workflow",
-            "start",
-            "--type",
-            "ChangeRequestWorkflow",
-            "--task-queue",
-            settings.task_queue,
-            "--workflow-id",
-            wf_id,
-            "--input",
-            json.dumps(request),
+        await temporal_start(
+            env.client.service_client.config.target_host, settings.task_queue, wf_id, json.dumps(request)
         )
         code, out, _ = await temporal(
             env, "workflow", "result", "--workflow-id", wf_id, "--output", "json", check=False

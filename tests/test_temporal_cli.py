@@ -8,7 +8,7 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from tests.helpers import run_temporal, wait_for_phase
+from tests.helpers import run_temporal, temporal_start, wait_for_phase
 from workers.settings import Settings
 from workers.worker import running_worker
 from workflows.types import Phase
@@ -22,18 +22,8 @@ async def test_temporal_cli_start_signal_result(env: WorkflowEnvironment, settin
     wf_id = f"cr-cli-{uuid.uuid4().hex[:8]}"
     request = {"request": "Deploy hello", "requester": "alice", "vars": {"greeting": "from the cli"}}
     async with running_worker(env.client, settings):
-        await temporal(
-            env,
-            "workflow",
-            "start",
-            "--type",
-            "ChangeRequestWorkflow",
-            "--task-queue",
-            settings.task_queue,
-            "--workflow-id",
-            wf_id,
-            "--input",
-            json.dumps(request),
+        await temporal_start(
+            env.client.service_client.config.target_host, settings.task_queue, wf_id, json.dumps(request)
         )
         handle = env.client.get_workflow_handle(wf_id)
         await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
@@ -61,17 +51,10 @@ async def test_temporal_cli_start_signal_result(env: WorkflowEnvironment, settin
 async def test_temporal_cli_update_refusal_and_search_attributes(env: WorkflowEnvironment, settings: Settings) -> None:
     wf_id = f"cr-cli-{uuid.uuid4().hex[:8]}"
     async with running_worker(env.client, settings):
-        await temporal(
-            env,
-            "workflow",
-            "start",
-            "--type",
-            "ChangeRequestWorkflow",
-            "--task-queue",
+        await temporal_start(
+            env.client.service_client.config.target_host,
             settings.task_queue,
-            "--workflow-id",
             wf_id,
-            "--input",
             '{"request": "Configure hello", "requester": "alice"}',
         )
         await wait_for_phase(env.client.get_workflow_handle(wf_id), Phase.AWAITING_APPROVAL)
