@@ -159,6 +159,7 @@ async def test_a_hung_step_is_stopped_and_waits_for_a_decision(env: WorkflowEnvi
         waiting = await wait_for_phase(handle, Phase.AWAITING_DECISION)
         await handle.signal(ChangeRequestWorkflow.decide, decide("carol", "abort"))  # type: ignore[call-overload]  # the handler takes a RawValue; we send the typed payload
         result = await handle.result()
+        await replay_and_keep(handle, "hung")
 
     [step] = waiting.steps
     assert (step.failure_class, step.runs, step.attempt) == ("hung", 1, 1), "a hung step is not retried by itself"
