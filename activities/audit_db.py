@@ -17,7 +17,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.db import Base, ChangeRequestRow, DecisionRow, StepRow, TaskRow
 from activities.records import public_status
-from workflows.types import AuditRecord, TaskRecord
+from workflows.runs import TaskRecord
+from workflows.types import AuditRecord
 
 
 class AuditDbActivities:

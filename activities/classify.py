@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from workflows.types import ErrorType, FailureClass, TaskRecord
+from workflows.runs import TaskRecord
+from workflows.types import ErrorType, FailureClass
 
 _AUTH = re.compile(
     r"permission denied|authentication fail|invalid password|incorrect password|incorrect sudo password"

@@ -36,15 +36,8 @@ from activities.classify import classify
 from activities.extravars import Scrubber, secret_values
 from activities.processes import stop_leftovers, stop_process_tree
 from activities.rundirs import MARKERS, playbook_env, run_dir, unsafe_yaml, write_private
-from workflows.types import (
-    ErrorType,
-    HostPreview,
-    PlaybookProgress,
-    PlaybookResult,
-    RunPlaybookInput,
-    StepPreview,
-    TaskRecord,
-)
+from workflows.runs import PlaybookProgress, PlaybookResult, RunPlaybookInput, TaskRecord
+from workflows.types import ErrorType, HostPreview, StepPreview
 
 # ansible-runner event -> the status we record for that task on that host
 _RESULT_EVENTS = {

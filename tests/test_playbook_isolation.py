@@ -19,7 +19,7 @@ from activities.extravars import fingerprint, show_value
 from activities.playbooks import PlaybookActivities
 from activities.rundirs import playbook_env, remove_stale_runs, runs_root
 from workers.settings import Settings
-from workflows.types import PlaybookProgress, PlaybookResult, RunPlaybookInput
+from workflows.runs import PlaybookProgress, PlaybookResult, RunPlaybookInput
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH_CODE = "zebra-launch-4242"

@@ -18,7 +18,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.playbooks import CENSORED, PlaybookActivities
 from tests.helpers import assert_eventually, cmdline, processes_of
 from workers.settings import Settings
-from workflows.types import PlaybookProgress, PlaybookResult, RunPlaybookInput
+from workflows.runs import PlaybookProgress, PlaybookResult, RunPlaybookInput
 
 SECRET = "hunter2-very-secret"
 

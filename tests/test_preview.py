@@ -16,7 +16,8 @@ from tests.test_cli import signoff
 from workers.settings import Settings
 from workers.worker import running_worker
 from workflows.change_request import ChangeRequestWorkflow
-from workflows.types import HostPreview, Phase, RunPlaybookInput, StepPreview
+from workflows.runs import RunPlaybookInput
+from workflows.types import HostPreview, Phase, StepPreview
 
 
 def preview(settings: Settings, playbook: str, **vars: object) -> StepPreview:

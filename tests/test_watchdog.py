@@ -18,7 +18,8 @@ from activities.playbooks import PlaybookActivities
 from activities.processes import stop_process_tree
 from tests.helpers import processes_of
 from workers.settings import Settings
-from workflows.types import FailureClass, PlaybookProgress, PlaybookResult, RunPlaybookInput, TaskRecord
+from workflows.runs import PlaybookProgress, PlaybookResult, RunPlaybookInput, TaskRecord
+from workflows.types import FailureClass
 
 
 def task(status: str, msg: str) -> TaskRecord:

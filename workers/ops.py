@@ -20,13 +20,13 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from workers.render import progress_line, step_line
 from workflows.change_request import ChangeRequestWorkflow
+from workflows.runs import PlaybookProgress
 from workflows.types import (
     ApproveInput,
     ChangeRequestInput,
     ChangeRequestStatus,
     DecideInput,
     Phase,
-    PlaybookProgress,
     RejectInput,
     StepState,
 )

@@ -11,16 +11,8 @@ from rich.table import Table
 
 from activities.catalog import Draft
 from activities.discovery import Catalog
-from workflows.types import (
-    ApproveInput,
-    ChangeRequestStatus,
-    DecideInput,
-    Phase,
-    PlaybookProgress,
-    RejectInput,
-    StepPreview,
-    StepStatus,
-)
+from workflows.runs import PlaybookProgress
+from workflows.types import ApproveInput, ChangeRequestStatus, DecideInput, Phase, RejectInput, StepPreview, StepStatus
 
 
 def as_json(value: Any) -> str:

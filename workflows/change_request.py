@@ -32,6 +32,7 @@ from workflows.options import (
     over_budget,
 )
 from workflows.payloads import decode_input, describe, now, result_from_details
+from workflows.runs import PlaybookResult, RunPlaybookInput, TaskRecord
 from workflows.types import (
     NOT_YET_PLANNED,
     WORKFLOW_TYPE,
@@ -43,13 +44,10 @@ from workflows.types import (
     Phase,
     Plan,
     PlanInput,
-    PlaybookResult,
     Risk,
-    RunPlaybookInput,
     StepPreview,
     StepState,
     StepStatus,
-    TaskRecord,
     Verdict,
     playbook_queue,
 )

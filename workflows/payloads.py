@@ -17,7 +17,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.approval import Refused, identity_of
 from workflows.identity import Identity
-from workflows.types import ChangeRequestInput, Decision, ErrorType, PlaybookResult, Verdict
+from workflows.runs import PlaybookResult
+from workflows.types import ChangeRequestInput, Decision, ErrorType, Verdict
 from workflows.validation import MAX_INPUT_BYTES, InvalidInput, parse_approve, parse_decide, parse_input, parse_reject
 
 
