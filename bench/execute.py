@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import platform
 import re
 import statistics
 import sys
@@ -33,6 +32,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.audit_git import init_repo
 from activities.catalog import Planner
+from bench.machine import machine
 from workers.devstack import EmbeddedPostgres, temporal_binary
 from workers.settings import Settings
 from workers.worker import running_worker
@@ -361,17 +361,6 @@ async def signoff_stack(work: Path) -> tuple[WorkflowEnvironment, EmbeddedPostgr
 
 
 # --- the report -----------------------------------------------------------------------------
-
-
-def machine() -> str:
-    """As bench/plan.py prints it (not imported: that module needs the test extra)."""
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")), "?")
-    kib = next(int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal"))
-    return (
-        f"nproc {len(os.sched_getaffinity(0))}, CPU {model}, RAM {kib / 2**20:.1f} GiB, "
-        f"Python {platform.python_version()}"
-    )
 
 
 def p50(xs: Sequence[float]) -> float:

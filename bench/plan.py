@@ -7,7 +7,6 @@ its anchor measured in the same run, and their ratio (figure ÷ anchor); see ben
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -24,6 +23,7 @@ from activities.db import make_engine, migrate
 from activities.discovery import discover
 from activities.intent import plan_request
 from activities.playbook_cache import CatalogCache
+from bench.machine import machine
 from tests.test_intent import PLANS, REPOS, TARGETS
 from workers.devstack import EXAMPLES, EmbeddedPostgres, write_local_inventory
 
@@ -293,16 +293,6 @@ def accuracy_rows() -> list[Row]:
 
 
 # --- the report -----------------------------------------------------------------------------
-
-
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")), "?")
-    kib = next(int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal"))
-    return (
-        f"nproc {len(os.sched_getaffinity(0))}, CPU {model}, RAM {kib / 2**20:.1f} GiB, "
-        f"Python {platform.python_version()}"
-    )
 
 
 def _ms(t: Timing) -> str:

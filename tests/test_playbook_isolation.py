@@ -112,17 +112,19 @@ def test_no_private_data_dir_outlives_its_run(
 
 
 HOLD_A_RUN_DIR = """
-import sys, time
+import sys
 from activities.rundirs import run_dir, write_private
 with run_dir() as path:
     write_private(path / "env" / "extravars", "launch_code: zebra")
     print(path, flush=True)
-    time.sleep(600)
+    sys.stdin.read()  # holds the run dir until killed
 """
 
 
 def _holder() -> tuple[subprocess.Popen[str], Path]:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD_A_RUN_DIR], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_A_RUN_DIR], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     return proc, Path(proc.stdout.readline().strip())
 

@@ -18,6 +18,14 @@ async def temporal(env: WorkflowEnvironment, *args: str) -> str:
     return (await run_temporal(env.client.service_client.config.target_host, *args))[1]
 
 
+async def approve_by_update(
+    env: WorkflowEnvironment, wf_id: str, approver: str, check: bool = True
+) -> tuple[int, str, str]:
+    args = ["workflow", "update", "execute", "--workflow-id", wf_id, "--name", "approve"]
+    payload = json.dumps({"approver": approver})
+    return await run_temporal(env.client.service_client.config.target_host, *args, "--input", payload, check=check)
+
+
 async def test_temporal_cli_start_signal_result(env: WorkflowEnvironment, settings: Settings, out_dir: Path) -> None:
     wf_id = f"cr-cli-{uuid.uuid4().hex[:8]}"
     request = {"request": "Deploy hello", "requester": "alice", "vars": {"greeting": "from the cli"}}
@@ -58,19 +66,7 @@ async def test_temporal_cli_update_refusal_and_search_attributes(env: WorkflowEn
             '{"request": "Configure hello", "requester": "alice"}',
         )
         await wait_for_phase(env.client.get_workflow_handle(wf_id), Phase.AWAITING_APPROVAL)
-        code, _, err = await run_temporal(
-            env.client.service_client.config.target_host,
-            "workflow",
-            "update",
-            "execute",
-            "--workflow-id",
-            wf_id,
-            "--name",
-            "approve",
-            "--input",
-            '{"approver": "alice"}',
-            check=False,
-        )
+        code, _, err = await approve_by_update(env, wf_id, "alice", check=False)
         assert code != 0
         assert "four eyes" in err
 
@@ -85,17 +81,6 @@ async def test_temporal_cli_update_refusal_and_search_attributes(env: WorkflowEn
             "json",
         )
         assert wf_id in listed
-        await temporal(
-            env,
-            "workflow",
-            "update",
-            "execute",
-            "--workflow-id",
-            wf_id,
-            "--name",
-            "approve",
-            "--input",
-            '{"approver": "carol"}',
-        )
+        await approve_by_update(env, wf_id, "carol")
         out = json.loads(await temporal(env, "workflow", "result", "--workflow-id", wf_id, "--output", "json"))
         assert out["result"]["outcome"] == "succeeded"
