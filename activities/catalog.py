@@ -20,7 +20,8 @@ from temporalio import activity
 from activities.discovery import Catalog, Entry, discover
 from activities.extravars import StepVars, VarsRefused, plan_vars
 from activities.intent import CatalogIndex, Intent, Step, plan_request
-from activities.inventory import Inventory, InventoryError
+from activities.inventory import Inventory
+from activities.inventory_source import InventoryError
 from workflows.types import (
     PLAN_VERSION,
     ApprovalPolicy,
