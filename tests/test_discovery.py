@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from activities.catalog_json import entry_from_json, entry_to_json, item_from_json, item_to_json
 from activities.discovery import (
     Broken,
     Catalog,
@@ -20,10 +21,6 @@ from activities.discovery import (
     VarSpec,
     catalog_of,
     discover,
-    entry_from_json,
-    entry_to_json,
-    item_from_json,
-    item_to_json,
     parse_playbook,
     read_candidate,
     walk_playbook_files,
