@@ -17,6 +17,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from activities import grammar
 from activities import vocabulary as vocab
 from activities.vocabulary import Token, Verb
 
@@ -73,7 +74,7 @@ def _split(request: str, tokens: list[Token]) -> list[Clause]:
     i = 0
     while i < len(tokens):
         lows = tuple(t.raw.lower() for t in tokens[i : i + 3])
-        hit = next((s for s in vocab.SPLITTERS if lows[: len(s)] == s), None)
+        hit = next((s for s in grammar.SPLITTERS if lows[: len(s)] == s), None)
         if hit is None:
             start = tokens[i].start if start is None else start
             current.append(tokens[i])
@@ -108,7 +109,7 @@ def _read(c: Clause, index: NameIndex, targets: set[Key]) -> Clause:
         owner = owner and vocab.is_filler(t)
         verb = vocab.match_verb(norms, i, index.verbs)
         size = (verb[1] if verb else 0) - (name[0] if name else 0)
-        if t.norm in vocab.NEGATIONS or low in vocab.NEGATIONS:
+        if t.norm in grammar.NEGATIONS or low in grammar.NEGATIONS:
             c.negated = True
         elif verb and (size > 0 or (size == 0 and not found and not _object(c, toks, i))):
             found.append((verb[0], " ".join(t.raw for t in toks[i : i + verb[1]])))
@@ -121,15 +122,15 @@ def _read(c: Clause, index: NameIndex, targets: set[Key]) -> Clause:
             c.words.update(norms[i : i + name[0]])
             i += name[0]
             continue
-        elif {low, t.norm} & vocab.PRONOUNS:
+        elif {low, t.norm} & grammar.PRONOUNS:
             c.pronoun, c.pronoun_raw = c.pronoun or "it", c.pronoun_raw or t.raw
-            owner = low in vocab.OWNER_WORDS
-        elif {low, t.norm} & vocab.GROUP_PRONOUNS:
+            owner = low in grammar.OWNER_WORDS
+        elif {low, t.norm} & grammar.GROUP_PRONOUNS:
             c.pronoun, c.pronoun_raw = "them", t.raw
-            owner = low in vocab.OWNER_WORDS
-        elif low in vocab.GENERIC_NOUNS and not c.pronoun:  # "the service(s)" points back too
+            owner = low in grammar.OWNER_WORDS
+        elif low in grammar.GENERIC_NOUNS and not c.pronoun:  # "the service(s)" points back too
             c.pronoun, c.pronoun_raw = ("them" if low.endswith("s") else "it"), t.raw
-        elif not vocab.is_filler(t) and low not in vocab.GENERIC_NOUNS:
+        elif not vocab.is_filler(t) and low not in grammar.GENERIC_NOUNS:
             c.leftovers.append(t)
             if not (found or c.services or c.lead):
                 c.lead = t.raw  # in a verb's place: "and frobnicate B" names an unknown verb
@@ -155,7 +156,7 @@ def _read(c: Clause, index: NameIndex, targets: set[Key]) -> Clause:
     return c
 
 
-_KIND_NOUNS = frozenset(vocab.normalise(w) for w in vocab.TARGET_KINDS | vocab.GENERIC_NOUNS)
+_KIND_NOUNS = frozenset(vocab.normalise(w) for w in grammar.TARGET_KINDS | grammar.GENERIC_NOUNS)
 
 
 def _object(c: Clause, toks: list[Token], i: int) -> bool:
@@ -225,11 +226,11 @@ def _cut_target(c: Clause, targets: set[Key], index: NameIndex) -> list[Token]:
     longest = max(map(len, targets), default=1)
     while i < len(toks):
         prep = toks[i].raw.lower()
-        if prep in vocab.TARGET_PREPOSITIONS | vocab.MAYBE_TARGET_PREPOSITIONS:
+        if prep in grammar.TARGET_PREPOSITIONS | grammar.MAYBE_TARGET_PREPOSITIONS:
             j = i + 1
-            while j < len(toks) and toks[j].raw.lower() in vocab.ARTICLES:
+            while j < len(toks) and toks[j].raw.lower() in grammar.ARTICLES:
                 j += 1
-            kind = j < len(toks) and toks[j].raw.lower() in vocab.TARGET_KINDS  # "group media"
+            kind = j < len(toks) and toks[j].raw.lower() in grammar.TARGET_KINDS  # "group media"
             j += kind
             size = next(
                 (
@@ -239,19 +240,24 @@ def _cut_target(c: Clause, targets: set[Key], index: NameIndex) -> list[Token]:
                 ),
                 0,
             )
-            if size and not kind and prep not in vocab.TARGET_PREPOSITIONS and _keeps_name(c, i, j, j + size, index):
+            if size and not kind and prep not in grammar.TARGET_PREPOSITIONS and _keeps_name(c, i, j, j + size, index):
                 size = 0
             if (
                 kind
                 and not size
                 and (j == len(toks) or not toks[j].norm[0].isalnum())
                 and (
-                    prep in vocab.TARGET_PREPOSITIONS
+                    prep in grammar.TARGET_PREPOSITIONS
                     or ((toks[j - 1].norm,) in targets and not _keeps_name(c, i, j - 1, j, index))
                 )
             ):
                 j, size = j - 1, 1  # "on the vms", "to the vms": the kind names the target
-            if not size and (kind or prep in vocab.TARGET_PREPOSITIONS) and j < len(toks) and toks[j].norm[0].isalnum():
+            if (
+                not size
+                and (kind or prep in grammar.TARGET_PREPOSITIONS)
+                and j < len(toks)
+                and toks[j].norm[0].isalnum()
+            ):
                 size = 1  # "on X" is a target whatever X is; the inventory judges it later
                 while (
                     j + size < len(toks)
@@ -260,7 +266,7 @@ def _cut_target(c: Clause, targets: set[Key], index: NameIndex) -> list[Token]:
                 ):
                     size += 1  # "nas-01", split by the tokenizer, is one name
             if size:
-                end = j + size + (j + size < len(toks) and toks[j + size].raw.lower() in vocab.TARGET_KINDS)
+                end = j + size + (j + size < len(toks) and toks[j + size].raw.lower() in grammar.TARGET_KINDS)
                 phrase = c.text[toks[i + 1].start - c.start : toks[end - 1].end - c.start]
                 c.target = f"{c.target} and {phrase}" if c.target else phrase
                 i = end

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Final
 
+from activities.grammar import ARTICLES
 from activities.vocabulary import (
-    ARTICLES,
     CONFIG_EDIT_ACTIONS,
     CONFIG_NOUN,
     LIGHT_VERBS,

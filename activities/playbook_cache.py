@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from activities import catalog_json, discovery, header, naming, plays, safe_yaml, vocabulary
+from activities import catalog_json, discovery, grammar, header, naming, plays, safe_yaml, vocabulary
 from activities.catalog_json import item_from_json, item_to_json
 from activities.db import PlaybookCacheRow
 from activities.discovery import (
@@ -41,7 +41,7 @@ _BATCH = 500
 
 
 def _parser_version() -> int:
-    modules = (catalog_json, discovery, header, naming, plays, safe_yaml, vocabulary)
+    modules = (catalog_json, discovery, grammar, header, naming, plays, safe_yaml, vocabulary)
     source = "".join(inspect.getsource(module) for module in modules)
     return int(hashlib.sha256(source.encode()).hexdigest()[:7], 16)
 
