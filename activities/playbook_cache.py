@@ -68,12 +68,19 @@ class CatalogCache:
             last = self._last.get(root)
         if last is not None and last[0] == signature and None not in stats:
             return last[1]
-        catalog = self._load(root, files, skipped, broken)
+        catalog = self._load(root, files, stats, skipped, broken)
         with self._lock:
             self._last[root] = (signature, catalog)
         return catalog
 
-    def _load(self, root: str, files: list[tuple[str, Path]], skipped: list[Skipped], broken: list[Broken]) -> Catalog:
+    def _load(
+        self,
+        root: str,
+        files: list[tuple[str, Path]],
+        stats: list[tuple[int, int] | None],
+        skipped: list[Skipped],
+        broken: list[Broken],
+    ) -> Catalog:
         with Session(self._engine) as session:
             rows = {
                 row.path: row
@@ -86,15 +93,13 @@ class CatalogCache:
             session.expunge_all()
         items: list[Entry | Skipped | Broken] = []
         fresh: list[dict[str, Any]] = []
-        for rel, path in files:
-            try:
-                stat = path.stat()
-            except OSError as err:
-                items.append(Broken(rel, f"unreadable: {err.strerror}"))
+        for (rel, path), stat in zip(files, stats, strict=True):
+            if stat is None:
+                items.append(_unreadable(rel, path))
                 continue
             row = rows.get(rel)
             cached = _from_row(row) if row is not None else None
-            if cached is not None and row is not None and (row.size, row.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+            if cached is not None and row is not None and (row.size, row.mtime_ns) == stat:
                 items.append(cached)
                 continue
             data = read_candidate(rel, path)
@@ -108,8 +113,8 @@ class CatalogCache:
                 {
                     "root": root,
                     "path": rel,
-                    "size": stat.st_size,
-                    "mtime_ns": stat.st_mtime_ns,
+                    "size": stat[0],
+                    "mtime_ns": stat[1],
                     "sha256": sha,
                     "parser": PARSER_VERSION,
                     "item": item_to_json(item),
@@ -133,6 +138,14 @@ class CatalogCache:
                         set_={c: stmt.excluded[c] for c in ("size", "mtime_ns", "sha256", "parser", "item")},
                     )
                 )
+
+
+def _unreadable(rel: str, path: Path) -> Broken:
+    try:
+        path.stat()
+    except OSError as err:
+        return Broken(rel, f"unreadable: {err.strerror}")
+    return Broken(rel, "unreadable: changed while it was read")
 
 
 def _stat(path: Path) -> tuple[int, int] | None:
