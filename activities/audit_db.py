@@ -10,18 +10,67 @@ from typing import Any
 from sqlalchemy import Table, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.db import Base, ChangeRequestRow, DecisionRow, StepRow, TaskRow
 from activities.records import public_status
+from workflows.audit import RequestRecord
 from workflows.runs import TaskRecord
 from workflows.types import AuditRecord
 
 
+def write_record(session: Session, record: RequestRecord, revision: int) -> None:
+    """Upsert the request, its steps and its decisions as `record` has them. Rows carry the
+    revision they were written at: a write older than what is there changes nothing."""
+    doc = dataclasses.asdict(record)
+    request_row = {
+        "id": record.workflow_id,
+        "request": record.request,
+        "requester": record.requester,
+        "requester_raw": record.requester_raw,
+        "inventory": record.inventory,
+        "var_names": sorted(record.vars),
+        "dry_run": record.dry_run,
+        "phase": record.phase,
+        "risk": record.risk,
+        "plan": record.plan,
+        "refused": doc["refusals"],
+        "error": record.error,
+        "revision": revision,
+        "record": doc,
+    }
+    wid = record.workflow_id
+    decisions = [
+        {"change_request_id": wid, "kind": "decision", **_without(d, "at"), "decided_at": d["at"]}
+        for d in doc["decisions"]
+    ] + [
+        {
+            "change_request_id": wid,
+            "kind": "refusal",
+            "seq": r["seq"],
+            "who": r["who"],
+            "verdict": r["signal"][:16],
+            "note": r["reason"],
+            "decided_at": r["at"],
+            "step": None,
+            "raw": None,
+        }
+        for r in doc["refusals"]
+    ]
+    steps = [{"change_request_id": wid, **s, "revision": revision} for s in doc["steps"]]
+    _upsert(session, ChangeRequestRow, [request_row], extra={"updated_at": func.now()}, guarded=True)
+    _upsert(session, StepRow, steps, guarded=True)
+    if decisions:  # facts: once written, never rewritten
+        session.execute(insert(DecisionRow).values(decisions).on_conflict_do_nothing())
+
+
 class AuditDbActivities:
+    """Requests started by an earlier release record their whole status through `record`;
+    current ones go through activities.audit_trail."""
+
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
@@ -71,7 +120,7 @@ class AuditDbActivities:
             }
             for s in status.steps
         ]
-        with _permanent_errors_not_retried(), Session(self._engine) as session, session.begin():
+        with permanent_errors_not_retried(), Session(self._engine) as session, session.begin():
             _upsert(session, ChangeRequestRow, [request_row], extra={"updated_at": func.now()})
             _upsert(session, DecisionRow, decisions)
             _upsert(session, StepRow, steps)
@@ -79,7 +128,7 @@ class AuditDbActivities:
 
     def write_tasks(self, tasks: list[TaskRecord], workflow_id: str) -> None:
         """The playbook activity's own write of an attempt's tasks (not an activity itself)."""
-        with _permanent_errors_not_retried(), Session(self._engine) as session, session.begin():
+        with permanent_errors_not_retried(), Session(self._engine) as session, session.begin():
             _upsert(session, TaskRow, _task_rows(tasks, workflow_id))
 
 
@@ -88,19 +137,32 @@ def _task_rows(tasks: list[TaskRecord], workflow_id: str) -> list[dict[str, Any]
 
 
 @contextmanager
-def _permanent_errors_not_retried() -> Iterator[None]:
+def permanent_errors_not_retried() -> Iterator[None]:
     """A lost connection or a database that is down is retried (without limit, by the workflow's
     policy); a statement PostgreSQL refuses would be refused again, so it fails at once."""
     try:
         yield
-    except (OperationalError, InterfaceError):
-        raise
+    except (OperationalError, InterfaceError) as err:
+        raise _unavailable(err) from None
     except DBAPIError as err:
         if err.connection_invalidated:
-            raise
+            raise _unavailable(err) from None
         raise ApplicationError(
             f"the database refused the audit rows: {err.orig}", type="AuditRefused", non_retryable=True
         ) from err
+    except SQLAlchemyError as err:  # a statement that cannot even be built: a bug, not an outage
+        raise ApplicationError(
+            f"the audit rows cannot be written: {err}", type="AuditRefused", non_retryable=True
+        ) from err
+
+
+def _unavailable(err: DBAPIError) -> ApplicationError:
+    """A short, retried error: SQLAlchemy's own carries the statement, its parameters and a
+    traceback, which Temporal's server drops as too large, so an outage would show no cause."""
+    first_line = str(err.orig).strip().splitlines()[0] if str(err.orig).strip() else type(err.orig).__name__
+    return ApplicationError(
+        f"database unavailable: {first_line}", type="DatabaseUnavailable", category=ApplicationErrorCategory.BENIGN
+    )
 
 
 def _without(row: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -111,12 +173,19 @@ _BATCH = 1000  # rows per statement: PostgreSQL takes at most 65,535 parameters 
 
 
 def _upsert(
-    session: Session, model: type[Base], rows: list[dict[str, Any]], extra: dict[str, Any] | None = None
+    session: Session,
+    model: type[Base],
+    rows: list[dict[str, Any]],
+    extra: dict[str, Any] | None = None,
+    guarded: bool = False,
 ) -> None:
+    """Insert or update `rows` in statements of at most _BATCH rows. `guarded`: a row is
+    updated only by a write of a higher revision."""
     table = model.__table__
     assert isinstance(table, Table), "every audit model is mapped to one table"
     keys = [c.name for c in table.primary_key.columns]
     for start in range(0, len(rows), _BATCH):
         stmt = insert(table).values(rows[start : start + _BATCH])
         updates = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
-        session.execute(stmt.on_conflict_do_update(index_elements=keys, set_={**updates, **(extra or {})}))
+        where = table.c.revision < stmt.excluded.revision if guarded else None
+        session.execute(stmt.on_conflict_do_update(index_elements=keys, set_={**updates, **(extra or {})}, where=where))

@@ -198,6 +198,7 @@ class PlanningActivities:
         check_mode_preview: bool = True,
         timeouts: tuple[int | None, int | None] = (None, None),
         budget: Budget | None = None,
+        failure_analysis: bool = False,
     ) -> None:
         """`timeouts`: the `timeout` and `idle_timeout` (seconds) of playbooks whose header sets none."""
         self._planner = planner
@@ -205,6 +206,7 @@ class PlanningActivities:
         self._check_mode_preview = check_mode_preview
         self._timeouts = timeouts
         self._budget = budget
+        self._failure_analysis = failure_analysis
 
     @activity.defn(name="plan_change")
     def plan_change(self, inp: PlanInput) -> Plan:
@@ -226,6 +228,7 @@ class PlanningActivities:
             vars=draft.vars if draft.error is None else [],
             version=PLAN_VERSION,
             check_mode_preview=self._check_mode_preview,
+            failure_analysis=self._failure_analysis,
             budget=self._budget,
             unmatched_clauses=draft.unmatched,
             excluded=draft.excluded,

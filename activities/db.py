@@ -13,7 +13,20 @@ from typing import Any, ClassVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, Integer, String, Text, create_engine, func, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    func,
+    text,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -42,16 +55,22 @@ class ChangeRequestRow(Base):
     refused: Mapped[list[Any]] = mapped_column(default=list)
     error: Mapped[str | None] = mapped_column(Text)
     audit_commit: Mapped[str | None] = mapped_column(String(64))
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # its last audit event's seq
+    record: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # workflows.audit.RequestRecord at `revision`
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class DecisionRow(Base):
+    """Approvals, rejections and operators' decisions (kind `decision`), and signals that were
+    refused (kind `refusal`: verdict is the signal's name, note the reason)."""
+
     __tablename__ = "decisions"
 
     change_request_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True, server_default="decision")
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)  # approvals, rejection, then operators' decisions
-    who: Mapped[str] = mapped_column(Text)
+    who: Mapped[str | None] = mapped_column(Text)  # a refused name may not normalise at all
     verdict: Mapped[str] = mapped_column(String(16))  # approve | reject | retry | skip | abort
     step: Mapped[int | None] = mapped_column(Integer)  # the failed step a retry/skip/abort is about
     note: Mapped[str | None] = mapped_column(Text)
@@ -74,6 +93,7 @@ class StepRow(Base):
     failure_class: Mapped[str | None] = mapped_column(String(32))
     evidence: Mapped[str | None] = mapped_column(Text)
     runs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class TaskRow(Base):
@@ -93,6 +113,50 @@ class TaskRow(Base):
     duration: Mapped[float] = mapped_column(Float)
 
 
+class AuditEventRow(Base):
+    """The append-only log: one row per fact, chained. `hash` is the SHA-256 of the previous
+    row's hash and this row's canonical content (activities.audit_chain), so an edited, deleted
+    or inserted row breaks every hash after it. Appended under an advisory lock: one chain."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (UniqueConstraint("change_request_id", "seq", name="audit_events_request_seq"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    change_request_id: Mapped[str] = mapped_column(Text)
+    seq: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per change request, given by the workflow
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[str] = mapped_column(String(64))  # workflow time, ISO 8601
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class LintSuggestionRow(Base):
+    """What ansible-lint suggests for the playbook of a failed step, linked to the failed task."""
+
+    __tablename__ = "lint_suggestions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # a hash of what identifies it
+    change_request_id: Mapped[str] = mapped_column(Text, index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)
+    task_id: Mapped[str | None] = mapped_column(Text)  # the failed task, when one failed
+    playbook: Mapped[str] = mapped_column(Text)  # relative to the playbook dir
+    rule: Mapped[str] = mapped_column(Text)  # ansible-lint's rule id, e.g. no-changed-when
+    category: Mapped[str] = mapped_column(String(32))  # idempotency | error handling | security | deprecated | style
+    message: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text)  # the file ansible-lint named, relative
+    line: Mapped[int | None] = mapped_column(Integer)
+    fixable: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16), default="open", server_default="open")  # open|accepted|acknowledged
+    decided_by: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    branch: Mapped[str | None] = mapped_column(Text)  # where an accepted fix was committed
+    fix_commit: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class PlaybookCacheRow(Base):
     """One playbook file as discovery read it; reused while its size and mtime, or else its
     content hash, are unchanged and it was parsed by the same parser version."""
@@ -110,7 +174,8 @@ class PlaybookCacheRow(Base):
 
 
 def make_engine(url: str) -> Engine:
-    return create_engine(url, pool_pre_ping=True)
+    # hide_parameters: statements' values (records, task output) never reach error messages or logs
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 def migrate(engine: Engine) -> None:

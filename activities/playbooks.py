@@ -47,6 +47,7 @@ _RESULT_EVENTS = {
     "runner_on_unreachable": "unreachable",
 }
 _MSG_LIMIT = 500
+_WRITE_RETRY_CAP = 15.0  # seconds between tries of a task row write; well inside the heartbeat timeout
 CENSORED = "(output hidden: no_log)"
 log = logging.getLogger("signoff.playbooks")
 TaskSink = Callable[[list[TaskRecord], str], None]  # (tasks, workflow id): writes them to the audit
@@ -159,25 +160,41 @@ class PlaybookActivities:
         try:
             status, rc, tail = self._run(inp, recorder)
         finally:
-            self._write_tasks(inp, recorder.tasks)
+            written = self._write_tasks(inp, recorder)
         result = PlaybookResult(
             playbook=inp.playbook,
             step=inp.step,
             attempt=recorder.attempt,
             status=status,
             rc=rc,
-            tasks=recorder.tasks,
+            # Task results stay out of workflow history: the rows are written; only counts return.
+            tasks=[] if written else recorder.tasks,
             progress=recorder.progress,
+            tasks_recorded=len(recorder.tasks) if written else 0,
         )
         return _outcome(result, recorder, tail)
 
-    def _write_tasks(self, inp: RunPlaybookInput, tasks: list[TaskRecord]) -> None:
-        if not tasks or self._record_tasks is None:
-            return
-        try:
-            self._record_tasks(tasks, inp.workflow_id)
-        except Exception:  # the workflow records the tasks of the attempt it sees, too
-            log.exception("could not write the task rows of %s step %s now", inp.workflow_id, inp.step)
+    def _write_tasks(self, inp: RunPlaybookInput, recorder: _Recorder) -> bool:
+        """Write the attempt's task rows before the activity completes. While the database is
+        away this retries with capped backoff, heartbeating, for as long as the activity may
+        run: the playbook has run, and running it again to get its rows back is no answer."""
+        if self._record_tasks is None:
+            return False
+        delay = 0.5
+        while True:
+            try:
+                self._record_tasks(recorder.tasks, inp.workflow_id)
+                return True
+            except Exception as err:
+                if isinstance(err, ApplicationError) and err.non_retryable:  # refused: retrying cannot help
+                    log.exception("the task rows of %s step %s were refused", inp.workflow_id, inp.step)
+                    return False
+                log.warning("cannot write the task rows of %s step %s yet: %s", inp.workflow_id, inp.step, err)
+            activity.heartbeat(recorder.progress)
+            activity.wait_for_cancelled_sync(timeout=delay)
+            if activity.is_cancelled():
+                return False
+            delay = min(delay * 2, _WRITE_RETRY_CAP)
 
     @activity.defn(name="preview_playbook", no_thread_cancel_exception=True)
     def preview_playbook(self, inp: RunPlaybookInput) -> StepPreview:
@@ -269,20 +286,25 @@ def _outcome(result: PlaybookResult, recorder: _Recorder, tail: str) -> Playbook
         return result
     errors = recorder.errors or ([tail] if tail else [])
     failure = classify(
-        result.tasks,
+        recorder.tasks,
         errors,
         rc=result.rc,
         status=result.status,
         stopped=recorder.stopped,
         last_task=recorder.progress.task,
     )
+    first_failed = next((t.task_id for t in recorder.tasks if t.status in ("failed", "unreachable")), None)
     details = replace(
-        result, error=failure.message, failure_class=str(failure.cls), evidence=failure.evidence[:_MSG_LIMIT]
+        result,
+        error=failure.message,
+        failure_class=str(failure.cls),
+        evidence=failure.evidence[:_MSG_LIMIT],
+        failed_task=first_failed,
     )
     raise ApplicationError(
         failure.message,
         details,
-        type=failure.error_type(task_ran=bool(result.tasks)),
+        type=failure.error_type(task_ran=bool(recorder.tasks)),
         non_retryable=not failure.retryable,
     )
 

@@ -30,7 +30,7 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from activities.audit_git import init_repo
+from activities.audit_repo import init_repo
 from activities.catalog import Planner
 from bench.machine import machine
 from workers.devstack import EmbeddedPostgres, temporal_binary

@@ -14,7 +14,7 @@ import pytest_asyncio
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.audit_git import init_repo
+from activities.audit_repo import init_repo
 from activities.db import make_engine, migrate
 from workers.devstack import EmbeddedPostgres, temporal_binary, write_local_inventory
 from workers.settings import Settings
@@ -82,6 +82,8 @@ def settings(tmp_path: Path, database_url: str, out_dir: Path) -> Settings:
         policy=ApprovalPolicy(approvers=["bob", "carol"], required_approvals=1, timeout_seconds=3600),
         # A check-mode run per step doubles Ansible's cost; tests of the preview turn it on.
         check_mode_preview=False,
+        # ansible-lint costs ~4 CPU-s per failed step; tests of the analysis turn it on.
+        failure_analysis=False,
     )
 
 

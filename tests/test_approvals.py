@@ -39,9 +39,9 @@ async def test_reject_ends_rejected_and_runs_nothing(
     )
     assert row == {"phase": "rejected", "audit_commit": result.audit_commit}
     doc = committed_json(settings.audit_repo, result.audit_commit, f".audit/requests/{handle.id}.json")
-    assert doc["rejection"]["who"] == "carol"
-    assert doc["rejection"]["note"] == "not today"
-    assert doc["steps"][0]["state"] == "pending"
+    [rejection] = doc["record"]["decisions"]
+    assert (rejection["who"], rejection["verdict"], rejection["note"]) == ("carol", "reject", "not today")
+    assert doc["record"]["steps"][0]["state"] == "pending"
 
 
 async def test_refused_signals_are_recorded_and_change_nothing(env: WorkflowEnvironment, settings: Settings) -> None:

@@ -120,5 +120,5 @@ async def test_demo_runs_the_whole_story(tmp_path: Path) -> None:
     assert [m["name"] for m in monitors["monitors"]] == ["portal-1", "portal-2"]
     head = git.Repo(demo / "audit").head.commit
     assert head.summary.endswith(": succeeded")
-    assert any(str(p).startswith(".audit/tasks/") for p in head.stats.files)
+    assert [str(p) for p in head.stats.files] == [f".audit/requests/{head.summary.split(':')[0]}.json"]
     shutil.rmtree(demo)

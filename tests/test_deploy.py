@@ -165,6 +165,22 @@ def test_kubernetes_worker_runs_non_root_and_drains() -> None:
     assert int(user.split(":")[0]) > 0
 
 
+def test_kubernetes_workers_push_to_one_shared_audit_remote() -> None:
+    """Each pod's audit repository is an emptyDir: only a clone of SIGNOFF_AUDIT_REMOTE, which
+    every pod must get, or its commits would stay in the pod and be lost with it."""
+    pod, container = k8s_worker()
+    [remote] = [e for e in container["env"] if e["name"] == "SIGNOFF_AUDIT_REMOTE"]
+    ref = remote["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "signoff-audit", "key": "remote"}
+    assert not ref.get("optional"), "a pod without the remote must not start"
+    [config] = [d for d in k8s_docs() if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "signoff-worker"]
+    [data] = [v for v in pod["volumes"] if v["name"] == "data"]
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "data"]
+    assert "emptyDir" in data
+    assert Path(config["data"]["SIGNOFF_AUDIT_REPO"]).is_relative_to(mount["mountPath"])
+    assert "git init" not in json.dumps(pod), "the worker clones or creates its repository itself"
+
+
 def test_systemd_unit_parses_and_has_its_sections() -> None:
     unit = systemd_unit()
     assert {"Unit", "Service", "Install"} <= set(unit.sections())

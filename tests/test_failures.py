@@ -53,8 +53,9 @@ async def test_failed_task_waits_for_a_decision_and_abort_audits_what_ran(
     )
     assert tasks == [{"task": "Fails on purpose", "status": "failed", "msg": "boom: doomed cannot be deployed"}]
     doc = committed_json(settings.audit_repo, result.audit_commit, f".audit/requests/{handle.id}.json")
-    assert doc["phase"] == "failed"
-    assert "boom" in doc["error"]
+    assert doc["record"]["phase"] == "failed"
+    assert "boom" in doc["record"]["error"]
+    assert [t["status"] for t in doc["tasks"]] == ["failed"]
 
 
 async def test_request_matching_no_playbook_fails_with_the_reason(env: WorkflowEnvironment, settings: Settings) -> None:
@@ -79,7 +80,7 @@ async def test_dry_run_plans_and_runs_nothing(env: WorkflowEnvironment, settings
     assert [s.state for s in result.steps] == [StepState.PENDING]
     assert not (out_dir / "hello.txt").exists()
     doc = committed_json(settings.audit_repo, result.audit_commit, f".audit/requests/{handle.id}.json")
-    assert doc["plan"]["steps"][0]["playbook"] == "hello-deploy.yml"
+    assert doc["record"]["plan"]["steps"][0]["playbook"] == "hello-deploy.yml"
 
 
 def _sleepers(workflow_id: str) -> list[psutil.Process]:
@@ -116,4 +117,4 @@ async def test_cancel_kills_the_running_playbook_and_is_audited(env: WorkflowEnv
     assert row["phase"] == "cancelled"
     assert row["audit_commit"] == status.audit_commit
     doc = committed_json(settings.audit_repo, status.audit_commit, f".audit/requests/{handle.id}.json")
-    assert doc["phase"] == "cancelled"
+    assert doc["record"]["phase"] == "cancelled"

@@ -66,15 +66,13 @@ async def test_approved_request_runs_playbooks_and_is_audited(
         (2, "Say what would be configured", "localhost", "ok"),
     ]
 
-    # git: the commit named in the result holds the request and one file per task
+    # git: the commit named in the result holds one file, the request's record with every task
     repo = git.Repo(settings.audit_repo)
     assert repo.head.commit.hexsha == result.audit_commit
-    request_doc = committed_json(settings.audit_repo, result.audit_commit, f".audit/requests/{wf_id}.json")
-    assert request_doc["phase"] == "succeeded"
-    assert request_doc["approvals"][0]["who"] == "bob"
-    assert request_doc["request"]["vars"] == {"greeting": "signoff"}, "the audit keeps what the approver saw"
-    task_files = committed_paths(settings.audit_repo, result.audit_commit, ".audit/tasks/")
-    assert task_files == sorted(f".audit/tasks/{t['task_id']}.json" for t in tasks)
-    first = committed_json(settings.audit_repo, result.audit_commit, task_files[0])
-    assert first["status"] in ("changed", "ok")
-    assert first["host"] == "localhost"
+    assert committed_paths(settings.audit_repo, result.audit_commit, ".audit/") == [f".audit/requests/{wf_id}.json"]
+    doc = committed_json(settings.audit_repo, result.audit_commit, f".audit/requests/{wf_id}.json")
+    assert doc["record"]["phase"] == "succeeded"
+    assert doc["record"]["decisions"][0]["who"] == "bob"
+    assert doc["record"]["vars"] == {"greeting": "signoff"}, "the audit keeps what the approver saw"
+    assert [t["task_id"] for t in doc["tasks"]] == [t["task_id"] for t in tasks]
+    assert {(t["host"], t["status"]) for t in doc["tasks"]} == {("localhost", "changed"), ("localhost", "ok")}

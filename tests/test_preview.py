@@ -73,9 +73,8 @@ async def test_the_plan_carries_the_preview_and_dry_run_stops_after_it(
     assert "failed in check mode" in (doomed.reason or "")
     assert not (out_dir / "hello.txt").exists()
     doc = committed_json(settings.audit_repo, result.audit_commit, f".audit/requests/{handle.id}.json")
-    assert {p["playbook"]: p["hosts"] for p in doc["plan"]["preview"]}["hello-deploy.yml"][0]["would_change"] == [
-        "Write hello.txt"
-    ]
+    previews = {p["playbook"]: p["hosts"] for p in doc["record"]["plan"]["preview"]}
+    assert previews["hello-deploy.yml"][0]["would_change"] == ["Write hello.txt"]
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from activities.audit_git import init_repo
+from activities.audit_repo import init_repo
 from tests.helpers import assert_eventually, processes_of
 from workers.devstack import TemporalDevServer, free_port, write_local_inventory
 from workflows.change_request import ChangeRequestWorkflow

@@ -20,8 +20,8 @@ from temporalio.service import RPCError
 
 from activities.catalog import Planner
 from activities.discovery import discover
-from workers import ops, render
-from workers.devstack import dev_stack, embedded_database_url, free_port
+from workers import cli_audit, cli_suggestions, ops, render
+from workers.devstack import dev_stack, free_port
 from workers.settings import ConfigError, Settings
 from workers.worker import DEFAULT_ADDRESS, run_worker, running_worker
 from workers.worker import connect as _connect
@@ -49,6 +49,8 @@ DEMO_REQUEST = "Deploy Kuma Uptime to homelab and add our existing portals to th
 RequestId = Annotated[str, typer.Argument(help="The change request id.")]
 As = Annotated[str, typer.Option("--as", help="Who you are (recorded in the audit).")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+cli_audit.register(app)
+app.add_typer(cli_suggestions.app, name="suggestions")
 
 
 async def connect(address: str | None = None) -> Client:
@@ -197,20 +199,6 @@ def watch(request_id: RequestId) -> None:
         final = await ops.watch(await connect(), request_id, console.print)
         render.print_status(console, final)
         return 0 if final.phase in (Phase.SUCCEEDED, Phase.PLANNED) else 1
-
-    _run(main())
-
-
-@app.command()
-def audit(request_id: RequestId) -> None:
-    """Print the audit trail: PostgreSQL rows and the git commit."""
-
-    async def main() -> None:
-        settings = Settings.from_env()
-        found = await ops.status_of(await connect(), request_id)
-        database_url = settings.database_url or embedded_database_url(settings.data_dir)
-        for line in ops.audit_report(database_url, settings.audit_repo, request_id, found.audit_commit):
-            console.print(line)
 
     _run(main())
 

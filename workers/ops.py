@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import git
-from sqlalchemy import create_engine, text
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from workers.render import progress_line, step_line
+from workers import audit_queries
+from workers.render import audit_lines, progress_line, step_line
 from workflows.change_request import ChangeRequestWorkflow
 from workflows.runs import PlaybookProgress
 from workflows.types import (
@@ -135,52 +135,20 @@ async def watch(
 
 def audit_report(database_url: str | None, audit_repo: Path, workflow_id: str, commit: str | None) -> list[str]:
     """The audit trail of one change request: its PostgreSQL rows and its git commit."""
-    lines: list[str] = []
-    if database_url:
-        engine = create_engine(database_url)
-        try:
-            with engine.connect() as conn:
-                row = (
-                    conn.execute(
-                        text("SELECT phase, requester, risk, audit_commit FROM change_requests WHERE id = :id"),
-                        {"id": workflow_id},
-                    )
-                    .mappings()
-                    .first()
-                )
-                if row is None:
-                    raise OperationError(f"no audit record for {workflow_id} in the database")
-                lines.append(
-                    f"database: change_requests[{workflow_id}] phase={row['phase']} requester={row['requester']} "
-                    f"risk={row['risk']} audit_commit={row['audit_commit']}"
-                )
-                for d in conn.execute(
-                    text("SELECT who, verdict, note FROM decisions WHERE change_request_id = :id"), {"id": workflow_id}
-                ).mappings():
-                    lines.append(
-                        f"database: decision {d['verdict']} by {d['who']}" + (f": {d['note']}" if d["note"] else "")
-                    )
-                tasks = (
-                    conn.execute(
-                        text(
-                            "SELECT step, task, host, status FROM tasks WHERE change_request_id = :id "
-                            "ORDER BY step, attempt, seq"
-                        ),
-                        {"id": workflow_id},
-                    )
-                    .mappings()
-                    .all()
-                )
-                lines.append(f"database: {len(tasks)} task results")
-                lines.extend(f"  step {t['step']}  {t['status']:<9} {t['host']:<10} {t['task']}" for t in tasks)
-        finally:
-            engine.dispose()
+    try:
+        found = audit_queries.get_request(workflow_id, database_url)
+    except audit_queries.NotFound as err:
+        raise OperationError(str(err)) from err
+    lines = audit_lines(found)
     if commit:
         repo = git.Repo(audit_repo)
-        found = repo.commit(commit)
-        summary = found.summary if isinstance(found.summary, str) else found.summary.decode(errors="replace")
-        lines.append(f"git: commit {found.hexsha[:12]} in {audit_repo}: {summary}")
-        lines.extend(f"  {path}" for path in sorted(str(p) for p in found.stats.files))
+        try:
+            made = repo.commit(commit)
+            summary = made.summary if isinstance(made.summary, str) else made.summary.decode(errors="replace")
+            lines.append(f"git: commit {made.hexsha[:12]} in {audit_repo}: {summary}")
+            lines.extend(f"  {path}" for path in sorted(str(p) for p in made.stats.files))
+        finally:
+            repo.close()
     return lines
 
 

@@ -206,3 +206,35 @@ def catalog_lines(catalog: Catalog) -> list[str]:
     lines.extend(f"  broken: {b.path}: {b.reason}" for b in catalog.broken)
     lines.extend(f"  skipped: {s.path}: {s.reason}" for s in catalog.skipped)
     return lines
+
+
+def audit_lines(audit: dict[str, Any]) -> list[str]:
+    """workers.audit_queries.get_request() as lines: request, decisions, refusals, steps, every
+    attempt's tasks with their hosts, and the chained events."""
+    request = audit["request"]
+    lines = [
+        f"database: change_requests[{request['id']}] phase={request['phase']} requester={request['requester']} "
+        f"risk={request['risk']} audit_commit={request['audit_commit']}",
+        f"  request: {request['request']}",
+    ]
+    for step in (request.get("plan") or {}).get("steps", []):
+        lines.append(f"  plan: {step['playbook']} on {', '.join(step.get('host_list') or []) or step['hosts']}")
+    for d in audit["decisions"]:
+        on_step = f" on step {d['step']}" if d["step"] else ""
+        lines.append(f"database: decision {d['verdict']}{on_step} by {d['who']} at {d['decided_at']}"
+                     + (f": {d['note']}" if d["note"] else ""))  # fmt: skip
+    lines.extend(f"database: refused {r['verdict']} from {r['who']!r}: {r['note']}" for r in audit["refusals"])
+    for step in audit["steps"]:
+        failure = f" {step['failure_class']}: {step['evidence']}" if step["failure_class"] else ""
+        lines.append(f"database: step {step['step']} {step['playbook']} {step['state']} "
+                     f"(attempt {step['attempt']}, runs {step['runs']}){failure}")  # fmt: skip
+    lines.append(f"database: {len(audit['tasks'])} task results")
+    lines.extend(
+        f"  step {t['step']}  attempt {t['attempt']}  {t['status']:<11} {t['host']:<10} {t['task']}"
+        for t in audit["tasks"]
+    )
+    events = audit["events"]
+    if events:
+        lines.append(f"database: {len(events)} audit events, chain head {events[-1]['hash'][:16]}")
+        lines.extend(f"  #{e['seq']} {e['kind']} at {e['at']}" for e in events)
+    return lines

@@ -27,7 +27,9 @@ class Settings:
     audit_repo: Path
     policy: ApprovalPolicy
     playbook_env: tuple[str, ...] = ()  # worker env vars playbooks also get (SIGNOFF_PLAYBOOK_ENV)
+    audit_remote: str | None = None  # git URL of the shared audit repository (SIGNOFF_AUDIT_REMOTE)
     check_mode_preview: bool = True  # preview each step with --check --diff before approval (SIGNOFF_PREVIEW)
+    failure_analysis: bool = True  # ansible-lint a failed step's playbook (SIGNOFF_FAILURE_ANALYSIS)
     playbook_concurrency: int = os.cpu_count() or 2  # playbooks at once per worker (SIGNOFF_PLAYBOOK_CONCURRENCY)
     # default `timeout` and `idle_timeout` of a playbook whose header sets none, in seconds
     playbook_timeouts: tuple[int, int] = (2 * 3600, 3600)
@@ -46,6 +48,7 @@ class Settings:
             playbook_dir=Path(env.get("SIGNOFF_PLAYBOOK_DIR") or data_dir / "playbooks").expanduser(),
             inventory=Path(env.get("SIGNOFF_INVENTORY") or data_dir / "inventory" / "hosts.yml").expanduser(),
             audit_repo=Path(env.get("SIGNOFF_AUDIT_REPO") or data_dir / "audit").expanduser(),
+            audit_remote=env.get("SIGNOFF_AUDIT_REMOTE") or None,
             policy=ApprovalPolicy(
                 approvers=[a.strip() for a in env.get("SIGNOFF_APPROVERS", "").split(",") if a.strip()],
                 required_approvals=_positive_int(env, "SIGNOFF_REQUIRED_APPROVALS", 1),
@@ -57,6 +60,7 @@ class Settings:
             ),
             playbook_env=tuple(n.strip() for n in env.get("SIGNOFF_PLAYBOOK_ENV", "").split(",") if n.strip()),
             check_mode_preview=_choice(env, "SIGNOFF_PREVIEW", ("on", "off"), "on") == "on",
+            failure_analysis=_choice(env, "SIGNOFF_FAILURE_ANALYSIS", ("on", "off"), "on") == "on",
             playbook_concurrency=_positive_int(env, "SIGNOFF_PLAYBOOK_CONCURRENCY", os.cpu_count() or 2),
             playbook_timeouts=(
                 int(_seconds(env, "SIGNOFF_PLAYBOOK_TIMEOUT", "2h")),

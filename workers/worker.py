@@ -19,14 +19,18 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.audit_db import AuditDbActivities
-from activities.audit_git import AuditGitActivities, init_repo
+from activities.audit_git import AuditGitActivities
+from activities.audit_repo import AuditRepo, init_repo
+from activities.audit_trail import AuditTrail
 from activities.catalog import Planner, PlanningActivities
 from activities.db import make_engine, migrate
+from activities.lint import LintActivities
 from activities.locks import LockActivities
 from activities.playbook_cache import CatalogCache
 from activities.playbooks import PlaybookActivities
 from activities.rundirs import playbook_env, remove_stale_runs
 from workers.settings import Settings
+from workflows.analysis import FailureAnalysisWorkflow
 from workflows.change_request import SEARCH_ATTRIBUTES, ChangeRequestWorkflow
 from workflows.interceptors import SignoffInterceptor
 from workflows.lock import TargetLockWorkflow
@@ -81,10 +85,17 @@ def build_workers(client: Client, settings: Settings, engine: Engine, executor: 
     is CPU-bound: more than the cores only makes each slower)."""
     planner = Planner(settings.playbook_dir, settings.inventory, CatalogCache(engine).load)
     planning = PlanningActivities(
-        planner, settings.policy, settings.check_mode_preview, settings.playbook_timeouts, settings.budget
+        planner,
+        settings.policy,
+        settings.check_mode_preview,
+        settings.playbook_timeouts,
+        settings.budget,
+        failure_analysis=settings.failure_analysis,
     )
+    lint = LintActivities(engine, settings.playbook_dir)
     audit_db = AuditDbActivities(engine)
-    audit_git = AuditGitActivities(settings.audit_repo)
+    audit_git = AuditGitActivities(settings.audit_repo, settings.audit_remote)
+    trail = AuditTrail(engine, AuditRepo(settings.audit_repo, settings.audit_remote))
     locks = LockActivities(client)
     playbooks = PlaybookActivities(
         settings.playbook_dir,
@@ -95,11 +106,14 @@ def build_workers(client: Client, settings: Settings, engine: Engine, executor: 
     main = Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[ChangeRequestWorkflow, TargetLockWorkflow],
+        workflows=[ChangeRequestWorkflow, TargetLockWorkflow, FailureAnalysisWorkflow],
         interceptors=[SignoffInterceptor()],
         # Playbooks here too, only for requests scheduled before they had their own queue.
         activities=[
             planning.plan_change,
+            trail.append,
+            trail.finish,
+            # Whole-status records, for requests started before the chained audit events.
             audit_db.record,
             audit_git.commit_audit,
             locks.request_lock,
@@ -112,7 +126,8 @@ def build_workers(client: Client, settings: Settings, engine: Engine, executor: 
     runner = Worker(
         client,
         task_queue=playbook_queue(settings.task_queue),
-        activities=[playbooks.run_playbook, playbooks.preview_playbook],
+        # ansible-lint of a failed step is CPU-bound for seconds, like a playbook: the same slots.
+        activities=[playbooks.run_playbook, playbooks.preview_playbook, lint.analyze_failure],
         activity_executor=executor,
         max_concurrent_activities=settings.playbook_concurrency,
         # Heartbeats carry live playbook progress: send the latest at most a second late
@@ -133,7 +148,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
     )
     try:
         await asyncio.to_thread(migrate, engine)
-        await asyncio.to_thread(init_repo, settings.audit_repo)
+        await asyncio.to_thread(init_repo, settings.audit_repo, settings.audit_remote)
         for stale in await asyncio.to_thread(remove_stale_runs):
             log.warning("removed %s, left by an Ansible run whose worker died", stale)
         main, runner = build_workers(client, settings, engine, executor)

@@ -17,11 +17,12 @@ from temporalio.common import RawValue, RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
+from workflows.audit import AuditLog
+from workflows.auditing import Auditing
 from workflows.handlers import DecisionHandlers
 from workflows.identity import Identity
 from workflows.locking import HostLocks
 from workflows.options import (
-    BOOKKEEPING_RETRY,
     BOOKKEEPING_TIMEOUT,
     DEFAULT_PLAYBOOK_TIMEOUT,
     MAX_PLAYBOOK_ATTEMPTS,
@@ -36,7 +37,6 @@ from workflows.runs import PlaybookResult, RunPlaybookInput, TaskRecord
 from workflows.types import (
     NOT_YET_PLANNED,
     WORKFLOW_TYPE,
-    AuditRecord,
     ChangeRequestInput,
     ChangeRequestResult,
     ChangeRequestStatus,
@@ -53,8 +53,6 @@ from workflows.types import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from activities.audit_db import AuditDbActivities
-    from activities.audit_git import AuditGitActivities
     from activities.catalog import PlanningActivities
     from activities.playbooks import PlaybookActivities
 
@@ -67,7 +65,7 @@ T = TypeVar("T")
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class ChangeRequestWorkflow(DecisionHandlers, HostLocks):
+class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing):
     def __init__(self) -> None:
         self._status = ChangeRequestStatus(workflow_id=workflow.info().workflow_id)
         self._tasks: list[TaskRecord] = []
@@ -77,9 +75,12 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks):
         self._recording: asyncio.Task[None] | None = None
         self._locks: list[str] = []  # hosts asked for, to give back when the request ends
         self._granted: set[str] = set()
+        self._audit_log = AuditLog()
+        self._audit_events = False  # facts appended to the chained log, not whole statuses
 
     @workflow.run
     async def run(self, raw: RawValue = None) -> ChangeRequestResult:  # type: ignore[assignment]
+        self._audit_events = workflow.patched("audit-events")
         request, self._requester = decode_input(raw)
         if self._requester.raw != request.requester:
             self._status.requester_raw = self._requester.raw
@@ -277,13 +278,16 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks):
             if failed is not None:
                 self._take_result(step, failed)
                 step.failure_class, step.evidence = failed.failure_class or None, failed.evidence or None
+            await self._analyse(index, run_input, failed)
             self._status.error = f"step {index} ({run_input.playbook}) failed: {step.error}"
-            await self._record()
+            if not self._audit_events:  # else recorded with the decision it waits for
+                await self._record()
             return False
         step.state = StepState.SUCCEEDED
         step.error = step.failure_class = step.evidence = None
         self._take_result(step, result)
-        await self._record()
+        if not self._audit_events:  # else the step's fact goes with the next write
+            await self._record()
         return True
 
     async def _decision_on(self, index: int, plan: Plan) -> Verdict:
@@ -333,43 +337,6 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks):
         await self._release_locks()
         await self._audit()
         raise asyncio.CancelledError("change request cancelled")
-
-    # --- audit ----------------------------------------------------------------------------
-
-    async def _record(self) -> None:
-        """Upsert the status row, after any write still in flight: an older status never lands last."""
-        if self._recording is not None:
-            recording, self._recording = self._recording, None
-            await recording
-        await self._write_record()
-
-    async def _write_record(self) -> None:
-        tasks = list(self._unrecorded_tasks)  # forgotten only once written
-        await workflow.execute_activity_method(
-            AuditDbActivities.record,
-            AuditRecord(status=self._status, tasks=tasks),
-            start_to_close_timeout=BOOKKEEPING_TIMEOUT,
-            retry_policy=BOOKKEEPING_RETRY,
-        )
-        del self._unrecorded_tasks[: len(tasks)]
-
-    async def _audit(self) -> None:
-        """Commit the outcome to git, then record the final row. A failed commit is itself
-        recorded: the database never keeps a request in a phase that is not final."""
-        try:
-            commit = await workflow.execute_activity_method(
-                AuditGitActivities.commit_audit,
-                AuditRecord(status=self._status, tasks=self._tasks),
-                start_to_close_timeout=BOOKKEEPING_TIMEOUT,
-                retry_policy=BOOKKEEPING_RETRY,
-            )
-            self._status.audit_commit = commit.sha
-        except ActivityError as err:
-            if is_cancelled_exception(err):
-                raise
-            failure = f"git audit commit failed: {describe(err)}"
-            self._status.error = f"{self._status.error}; {failure}" if self._status.error else failure
-        await self._record()
 
     def _set_phase(self, phase: Phase) -> None:
         self._status.phase = phase

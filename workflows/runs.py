@@ -60,8 +60,19 @@ class PlaybookResult:
     attempt: int
     status: str  # ansible-runner status: successful | failed | canceled | timeout
     rc: int
-    tasks: list[TaskRecord]
+    tasks: list[TaskRecord]  # empty where the activity wrote them to the audit itself (the worker's)
     progress: PlaybookProgress
     error: str = ""
     failure_class: str = ""  # FailureClass, when it failed
     evidence: str = ""  # the line that decided the class
+    tasks_recorded: int = 0  # task rows this attempt wrote to the audit
+    failed_task: str | None = None  # the task_id of the first task that failed or was unreachable
+
+
+@dataclass(frozen=True)
+class AnalyzeFailureInput:
+    workflow_id: str  # the change request
+    step: int
+    attempt: int
+    task_id: str | None  # the task that failed, when one did (TaskRecord.task_id)
+    playbook: str  # relative to the playbook dir, as planned

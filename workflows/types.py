@@ -127,6 +127,7 @@ class ErrorType(enum.StrEnum):
     PlaybookHung        no Ansible event arrived for its `idle_timeout`; stopped (never retried)
     PlaybookKilled      ansible-playbook died of a signal (retried by Temporal)
     AuditFailed         the git audit cannot be written (a path the filesystem refuses); recorded
+    LintFailed          ansible-lint could not lint a failed step's playbook (never retried)
 
     A failed playbook attaches its PlaybookResult, whose `failure_class` and `evidence` say why.
     """
@@ -141,6 +142,7 @@ class ErrorType(enum.StrEnum):
     PLAYBOOK_HUNG = "PlaybookHung"
     PLAYBOOK_KILLED = "PlaybookKilled"
     AUDIT_FAILED = "AuditFailed"
+    LINT_FAILED = "LintFailed"
 
 
 # --- workflow input -------------------------------------------------------------------------
@@ -286,6 +288,7 @@ class Plan:
     vars: list[PlannedVar] = field(default_factory=list)
     version: int = 1  # plans recorded before PLAN_VERSION 2 pass every var to every step
     check_mode_preview: bool = False  # whether the workflow previews each step before approval
+    failure_analysis: bool = False  # whether a failed step's playbook is linted (workflows.analysis)
     budget: Budget | None = None  # None in plans recorded before budgets existed
     preview: list[StepPreview] = field(default_factory=list)  # filled in by the workflow
     unmatched_clauses: list[UnmatchedClause] = field(default_factory=list)
@@ -373,3 +376,4 @@ class AuditRecord:
 class AuditCommitResult:
     sha: str
     files: list[str]
+    error: str | None = None  # why there is no commit (the database says so too)
