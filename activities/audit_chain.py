@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
-from activities.db import AuditEventRow, ChangeRequestRow
+from activities.db import AuditEventRow, ChangeRequestRow, table_of
 from workflows.audit import AuditEvent
 
 GENESIS = "0" * 64
@@ -60,7 +60,7 @@ def append_events(session: Session, request_id: str, events: Sequence[AuditEvent
             }
         )
         prev = digest
-    session.execute(insert(AuditEventRow), rows)  # executemany
+    session.execute(insert(table_of(AuditEventRow)), rows)  # executemany
     return new[-1].seq
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Table, func
+from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from activities.db import Base, ChangeRequestRow, DecisionRow, StepRow, TaskRow
+from activities.db import Base, ChangeRequestRow, DecisionRow, StepRow, TaskRow, table_of
 from activities.records import public_status
 from workflows.audit import RequestRecord
 from workflows.runs import TaskRecord
@@ -64,7 +64,7 @@ def write_record(session: Session, record: RequestRecord, revision: int) -> None
     _upsert(session, ChangeRequestRow, [request_row], extra={"updated_at": func.now()}, guarded=True)
     _upsert(session, StepRow, steps, guarded=True)
     if decisions:  # facts: once written, never rewritten
-        session.execute(insert(DecisionRow).values(decisions).on_conflict_do_nothing())
+        session.execute(insert(table_of(DecisionRow)).on_conflict_do_nothing(), decisions)
 
 
 class AuditDbActivities:
@@ -169,9 +169,6 @@ def _without(row: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in keys}
 
 
-_BATCH = 1000  # rows per statement: PostgreSQL takes at most 65,535 parameters in one
-
-
 def _upsert(
     session: Session,
     model: type[Base],
@@ -179,13 +176,15 @@ def _upsert(
     extra: dict[str, Any] | None = None,
     guarded: bool = False,
 ) -> None:
-    """Insert or update `rows` in statements of at most _BATCH rows. `guarded`: a row is
-    updated only by a write of a higher revision."""
-    table = model.__table__
-    assert isinstance(table, Table), "every audit model is mapped to one table"
+    """Insert or update `rows`: one statement, compiled once and cached, executed for all rows
+    (executemany; SQLAlchemy sends them in multi-row pages, well under PostgreSQL's parameter
+    limit). `guarded`: a row is updated only by a write of a higher revision."""
+    if not rows:
+        return
+    table = table_of(model)
     keys = [c.name for c in table.primary_key.columns]
-    for start in range(0, len(rows), _BATCH):
-        stmt = insert(table).values(rows[start : start + _BATCH])
-        updates = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
-        where = table.c.revision < stmt.excluded.revision if guarded else None
-        session.execute(stmt.on_conflict_do_update(index_elements=keys, set_={**updates, **(extra or {})}, where=where))
+    stmt = insert(table)
+    updates = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
+    where = table.c.revision < stmt.excluded.revision if guarded else None
+    upsert = stmt.on_conflict_do_update(index_elements=keys, set_={**updates, **(extra or {})}, where=where)
+    session.execute(upsert, rows)

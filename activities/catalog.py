@@ -178,7 +178,23 @@ def _place(step: Step, limit: str | None, inventory: Inventory, request_vars: Ma
         sha256=entry.sha256,
         timeout_seconds=entry.timeout,
         idle_timeout_seconds=entry.idle_timeout,
+        max_attempts=entry.max_attempts,
+        max_execution_seconds=entry.max_execution_time,
     )
+
+
+def request_budget(budget: Budget | None, steps: list[PlannedStep]) -> Budget | None:
+    """The environment's budget, where a planned playbook's header sets a limit overridden by it;
+    when several set one, the largest: the request needs what its most demanding step declares."""
+    if budget is None:
+        return None
+    attempts = max(((s.max_attempts, s.playbook) for s in steps if s.max_attempts), default=None)
+    execution = max(((s.max_execution_seconds, s.playbook) for s in steps if s.max_execution_seconds), default=None)
+    if attempts:
+        budget = replace(budget, max_attempts=attempts[0], attempts_from=f"the header of {attempts[1]}")
+    if execution:
+        budget = replace(budget, max_execution_seconds=execution[0], execution_from=f"the header of {execution[1]}")
+    return budget
 
 
 def _step_vars(entry: Entry) -> StepVars:
@@ -229,7 +245,7 @@ class PlanningActivities:
             version=PLAN_VERSION,
             check_mode_preview=self._check_mode_preview,
             failure_analysis=self._failure_analysis,
-            budget=self._budget,
+            budget=request_budget(self._budget, steps),
             unmatched_clauses=draft.unmatched,
             excluded=draft.excluded,
         )

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Float,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     create_engine,
@@ -171,6 +172,13 @@ class PlaybookCacheRow(Base):
     parser: Mapped[int] = mapped_column(Integer)
     item: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a model: statements on it run as executemany, without the ORM."""
+    table = model.__table__
+    assert isinstance(table, Table), "every model is mapped to one table"
+    return table
 
 
 def make_engine(url: str) -> Engine:

@@ -84,6 +84,8 @@ class Entry:
     vars_declared: bool = False
     timeout: int | None = None  # seconds
     idle_timeout: int | None = None
+    max_attempts: int | None = None  # header budget overrides
+    max_execution_time: int | None = None  # seconds
     imports: tuple[str, ...] = ()
     vault: bool = False
     service_words: tuple[str, ...] = ()  # words of the path that chose the service
@@ -355,6 +357,8 @@ def _entry(rel: str, data: bytes, header: dict[str, Any] | None, plays: list[dic
         vars_declared=h.vars is not None,
         timeout=h.timeout,
         idle_timeout=h.idle_timeout,
+        max_attempts=h.max_attempts,
+        max_execution_time=h.max_execution_time,
         imports=tuple(
             str(p.get("import_playbook") or p.get("ansible.builtin.import_playbook")) for p in plays if "hosts" not in p
         ),

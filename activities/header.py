@@ -17,6 +17,7 @@ from activities.safe_yaml import InvalidYaml, YamlTooComplex, load
 
 FIELDS: Final = frozenset(
     {"service", "action", "description", "aliases", "required_vars", "risk", "after", "vars", "timeout", "idle_timeout"}
+    | {"max_attempts", "max_execution_time"}  # the budget of a request that plans this playbook
 )
 VAR_TYPES: Final = frozenset({"str", "int", "bool", "list", "dict", "float"})
 _DURATION: Final = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
@@ -49,6 +50,8 @@ class Fields:
     vars: tuple[VarSpec, ...] | None = None
     timeout: int | None = None
     idle_timeout: int | None = None
+    max_attempts: int | None = None
+    max_execution_time: int | None = None  # seconds
 
 
 def fields_of(header: dict[str, Any] | None) -> Fields:
@@ -75,6 +78,8 @@ def fields_of(header: dict[str, Any] | None) -> Fields:
         vars=var_specs(declared) if declared is not None else None,
         timeout=duration(header, "timeout"),
         idle_timeout=duration(header, "idle_timeout"),
+        max_attempts=count(header, "max_attempts"),
+        max_execution_time=duration(header, "max_execution_time"),
     )
 
 
@@ -143,6 +148,15 @@ def duration(header: dict[str, Any], key: str) -> int | None:
     if seconds <= 0:
         raise HeaderError(f"{key} must be a duration like 30m, 90s or 2h, got {value!r}")
     return seconds
+
+
+def count(header: dict[str, Any], key: str) -> int | None:
+    value = header.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise HeaderError(f"{key} must be a whole number above 0, got {value!r}")
+    return value
 
 
 def var_specs(value: object) -> tuple[VarSpec, ...]:

@@ -24,6 +24,7 @@ import psutil
 
 from activities.audit_git import AuditGitActivities, audit_files
 from activities.audit_repo import AuditRepo, init_repo
+from bench.audit_db import database_figures
 from bench.machine import machine
 from workflows.runs import TaskRecord
 from workflows.types import AuditRecord, ChangeRequestInput, ChangeRequestStatus, Phase, StepState, StepStatus
@@ -219,12 +220,6 @@ def measure(
         serial.close()
         threaded.close()
     return [(serial, measured) for serial, _, measured in ways], activity
-
-
-def database_figures(work: Path) -> list[str]:
-    """Table rows for the PostgreSQL side of the audit (record_audit_rows, append_audit), in
-    the format of `table()`. None yet: they come with the database audit's own benchmark."""
-    return []
 
 
 # --- the report -----------------------------------------------------------------------------

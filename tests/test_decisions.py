@@ -212,3 +212,41 @@ async def test_budgets_stop_a_request_with_the_reason(
     [row] = db_rows(settings.database_url, "SELECT phase, error FROM change_requests WHERE id = :id", id=handle.id)
     assert row["phase"] == "failed"
     assert "over budget" in row["error"]
+
+
+TIGHT = """\
+# signoff:
+#   service: tight
+#   action: deploy
+#   max_attempts: 1
+#   max_execution_time: 2h
+- name: Deploy tight
+  hosts: local
+  gather_facts: false
+  tasks:
+    - name: Fails until fixed
+      ansible.builtin.fail:
+        msg: not yet
+"""
+
+
+async def test_a_playbook_header_overrides_the_budget(env: WorkflowEnvironment, settings: Settings) -> None:
+    """The environment allows 25 runs; the planned playbook's header says 1, and wins."""
+    (settings.playbook_dir / "tight-deploy.yml").write_text(TIGHT)
+    settings = dataclasses.replace(settings, budget=Budget(max_attempts=25, max_execution_seconds=60))
+    async with running_worker(env.client, settings):
+        handle = await approved(env, settings, "Deploy tight")
+        waiting = await wait_for_phase(handle, Phase.AWAITING_DECISION)
+        await handle.signal(ChangeRequestWorkflow.decide, decide("carol", "retry"))  # type: ignore[arg-type]
+        result = await handle.result()
+
+    assert waiting.plan.budget == Budget(
+        max_attempts=1,
+        max_execution_seconds=7200,
+        attempts_from="the header of tight-deploy.yml",
+        execution_from="the header of tight-deploy.yml",
+    )
+    assert result.outcome == Phase.FAILED
+    assert result.error == (
+        "over budget: 1 playbook runs, at most 1 (the header of tight-deploy.yml); stopped before step 1"
+    )

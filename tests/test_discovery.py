@@ -462,6 +462,9 @@ def test_vault_encrypted_with_header_is_listed() -> None:
         ("#   aliases: {a: b}", "aliases must be a list of names"),
         ("#   action: do many things", "action must be one verb"),
         ("#   service: [x, y", "not valid YAML"),
+        ("#   max_attempts: 0", "max_attempts must be a whole number above 0"),
+        ("#   max_attempts: many", "max_attempts must be a whole number above 0"),
+        ("#   max_execution_time: forever", "max_execution_time must be a duration"),
     ],
 )
 def test_bad_header_is_broken(header: str, reason: str) -> None:

@@ -161,8 +161,9 @@ class AuditLog:
         self._steps: dict[int, StepFact] = {}
 
     def pending(self, status: ChangeRequestStatus, at: str) -> AuditAppend:
-        self._observe(status, at)
-        return AuditAppend(revision=len(self.events), record=record_of(status), events=self.events[self._written :])
+        record = record_of(status)
+        self._observe(record, at)
+        return AuditAppend(revision=len(self.events), record=record, events=self.events[self._written :])
 
     def written(self, batch: AuditAppend) -> None:
         self._written = max(self._written, batch.revision)
@@ -175,8 +176,7 @@ class AuditLog:
     def _add(self, kind: EventKind, at: str, data: dict[str, Any]) -> None:
         self.events.append(AuditEvent(len(self.events) + 1, str(kind), at, data))
 
-    def _observe(self, status: ChangeRequestStatus, at: str) -> None:
-        record = record_of(status)
+    def _observe(self, record: RequestRecord, at: str) -> None:
         if not self.events:
             self._add(
                 EventKind.SUBMITTED,

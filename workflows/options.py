@@ -45,8 +45,10 @@ def over_budget(plan: Plan, steps: list[StepStatus], elapsed: timedelta) -> str 
         return None
     attempts = sum(step.runs for step in steps)
     if budget.max_attempts and attempts >= budget.max_attempts:
-        return f"{attempts} playbook runs, at most {budget.max_attempts} (SIGNOFF_MAX_ATTEMPTS)"
+        source = budget.attempts_from or "SIGNOFF_MAX_ATTEMPTS"
+        return f"{attempts} playbook runs, at most {budget.max_attempts} ({source})"
     if budget.max_execution_seconds and elapsed.total_seconds() >= budget.max_execution_seconds:
         limit = timedelta(seconds=budget.max_execution_seconds)
-        return f"executing for {elapsed}, at most {limit} (SIGNOFF_MAX_EXECUTION_TIME)"
+        source = budget.execution_from or "SIGNOFF_MAX_EXECUTION_TIME"
+        return f"executing for {elapsed}, at most {limit} ({source})"
     return None

@@ -198,6 +198,9 @@ class Budget:
     max_steps: int = 0
     max_attempts: int = 0  # playbook runs started, operators' retries included
     max_execution_seconds: float = 0  # from the first playbook to the last
+    # where a limit came from when a playbook header set it: "the header of db-migrate.yml"
+    attempts_from: str = ""
+    execution_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,8 @@ class PlannedStep:
     sha256: str = ""  # of the playbook file when planned
     timeout_seconds: int | None = None  # header `timeout:`
     idle_timeout_seconds: int | None = None  # header `idle_timeout:`
+    max_attempts: int | None = None  # header `max_attempts:`: the request's budget, overriding the env's
+    max_execution_seconds: int | None = None  # header `max_execution_time:`
 
 
 @dataclass(frozen=True)
