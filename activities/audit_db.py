@@ -37,6 +37,7 @@ def write_record(session: Session, record: RequestRecord, revision: int) -> None
         "phase": record.phase,
         "risk": record.risk,
         "plan": record.plan,
+        "plan_digest": (record.plan or {}).get("plan_digest") or None,
         "refused": doc["refusals"],
         "error": record.error,
         "revision": revision,
@@ -57,6 +58,7 @@ def write_record(session: Session, record: RequestRecord, revision: int) -> None
             "decided_at": r["at"],
             "step": None,
             "raw": None,
+            "plan_digest": None,
         }
         for r in doc["refusals"]
     ]

@@ -53,6 +53,7 @@ class ChangeRequestRow(Base):
     phase: Mapped[str] = mapped_column(String(32), index=True)
     risk: Mapped[str | None] = mapped_column(String(16))
     plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    plan_digest: Mapped[str | None] = mapped_column(String(71))  # sha256:<hex> of what will run
     refused: Mapped[list[Any]] = mapped_column(default=list)
     error: Mapped[str | None] = mapped_column(Text)
     audit_commit: Mapped[str | None] = mapped_column(String(64))
@@ -76,6 +77,7 @@ class DecisionRow(Base):
     step: Mapped[int | None] = mapped_column(Integer)  # the failed step a retry/skip/abort is about
     note: Mapped[str | None] = mapped_column(Text)
     raw: Mapped[str | None] = mapped_column(Text)  # the name as sent, when normalising changed it
+    plan_digest: Mapped[str | None] = mapped_column(String(71))  # the plan the decision named
     decided_at: Mapped[str] = mapped_column(String(64))
 
 

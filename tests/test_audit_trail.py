@@ -338,3 +338,14 @@ def test_migrations_run_forward_over_existing_data(postgres: Any) -> None:
     [request] = db_rows(url, "SELECT phase, revision FROM change_requests")
     assert request == {"phase": "succeeded", "revision": 0}
     assert audit_queries.verify(url=url, audit_repo=None).ok
+
+
+async def test_signoff_db_upgrade_migrates_an_empty_database(postgres: Any) -> None:
+    url = postgres.create_database("upgrade_by_cli")
+    code, out, err = await signoff({"SIGNOFF_DATABASE_URL": url}, "db", "upgrade")
+    assert code == 0, err
+    assert "up to date" in out
+    tables = {r["tablename"] for r in db_rows(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert {"change_requests", "decisions", "steps", "tasks", "audit_events", "lint_suggestions"} <= tables
+    [version] = db_rows(url, "SELECT version_num FROM alembic_version")
+    assert version["version_num"] == "0006"

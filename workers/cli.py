@@ -49,6 +49,10 @@ DEMO_REQUEST = "Deploy Kuma Uptime to homelab and add our existing portals to th
 RequestId = Annotated[str, typer.Argument(help="The change request id.")]
 As = Annotated[str, typer.Option("--as", help="Who you are (recorded in the audit).")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+PlanDigest = Annotated[
+    str | None,
+    typer.Option(help="The plan you decide on (sha256:..., as `status` shows it): refused if the plan changed."),
+]
 cli_audit.register(app)
 app.add_typer(cli_suggestions.app, name="suggestions")
 
@@ -133,9 +137,10 @@ def approve(
     request_id: RequestId,
     as_: As,
     comment: Annotated[str | None, typer.Option(help="Why you approve.")] = None,
+    plan_digest: PlanDigest = None,
 ) -> None:
     """Approve a change request (refused unless the policy allows you)."""
-    _decide(request_id, ApproveInput(approver=as_, comment=comment))
+    _decide(request_id, ApproveInput(approver=as_, comment=comment, plan_digest=plan_digest))
 
 
 @app.command()
@@ -143,30 +148,31 @@ def reject(
     request_id: RequestId,
     as_: As,
     reason: Annotated[str | None, typer.Option(help="Why you reject.")] = None,
+    plan_digest: PlanDigest = None,
 ) -> None:
     """Reject a change request."""
-    _decide(request_id, RejectInput(approver=as_, reason=reason))
+    _decide(request_id, RejectInput(approver=as_, reason=reason, plan_digest=plan_digest))
 
 
 Comment = Annotated[str | None, typer.Option(help="Why (recorded in the audit).")]
 
 
 @app.command()
-def retry(request_id: RequestId, as_: As, comment: Comment = None) -> None:
+def retry(request_id: RequestId, as_: As, comment: Comment = None, plan_digest: PlanDigest = None) -> None:
     """Run a failed step again, as a new attempt."""
-    _decide(request_id, DecideInput(operator=as_, action="retry", comment=comment))
+    _decide(request_id, DecideInput(operator=as_, action="retry", comment=comment, plan_digest=plan_digest))
 
 
 @app.command()
-def skip(request_id: RequestId, as_: As, comment: Comment = None) -> None:
+def skip(request_id: RequestId, as_: As, comment: Comment = None, plan_digest: PlanDigest = None) -> None:
     """Skip a failed step and go on; the request ends `partial`."""
-    _decide(request_id, DecideInput(operator=as_, action="skip", comment=comment))
+    _decide(request_id, DecideInput(operator=as_, action="skip", comment=comment, plan_digest=plan_digest))
 
 
 @app.command()
-def abort(request_id: RequestId, as_: As, comment: Comment = None) -> None:
+def abort(request_id: RequestId, as_: As, comment: Comment = None, plan_digest: PlanDigest = None) -> None:
     """Stop at a failed step; later steps never run and the request ends `failed`."""
-    _decide(request_id, DecideInput(operator=as_, action="abort", comment=comment))
+    _decide(request_id, DecideInput(operator=as_, action="abort", comment=comment, plan_digest=plan_digest))
 
 
 def _decide(request_id: str, decision: ApproveInput | RejectInput | DecideInput) -> None:

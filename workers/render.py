@@ -55,6 +55,8 @@ def plan_lines(status: ChangeRequestStatus) -> list[str]:
         if i in previews:
             lines.extend(preview_lines(previews[i]))
     lines.extend(f"  not doing: {clause}" for clause in status.plan.excluded)
+    if status.plan.plan_digest:
+        lines.append(f"  plan digest: {status.plan.plan_digest}")
     return lines + var_lines(status)
 
 

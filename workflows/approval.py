@@ -60,6 +60,17 @@ def authorize(
             )
 
 
+def check_digest(who: Identity, named: str | None, current: str) -> None:
+    """A decision that names a plan decides on that plan only: if the plan now waiting is
+    another (a re-plan, a changed playbook), the decision is refused."""
+    if named is not None and named != current:
+        raise Refused(
+            who.raw,
+            f"plan_digest {named} is not the plan awaiting a decision ({current or 'no digest'}): "
+            "look at the plan again and decide on what is there now",
+        )
+
+
 def authorize_operator(who: Identity, *, requester: Identity, policy: ApprovalPolicy) -> None:
     """Who may retry, skip or abort a failed step: the allowlisted approvers when there is an
     allowlist, otherwise anyone but the requester (four eyes holds after approval too)."""

@@ -49,6 +49,7 @@ class DecisionFact:
     at: str
     raw: str | None = None
     step: int | None = None
+    plan_digest: str | None = None  # the plan it named
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def _decisions(status: ChangeRequestStatus) -> list[Decision]:
 
 
 def _decision(seq: int, d: Decision) -> DecisionFact:
-    return DecisionFact(seq, d.who, str(d.verdict), d.note, d.at, d.raw, d.step)
+    return DecisionFact(seq, d.who, str(d.verdict), d.note, d.at, d.raw, d.step, d.plan_digest)
 
 
 def _step(s: Any) -> StepFact:
@@ -198,6 +199,7 @@ class AuditLog:
                 at,
                 {
                     "risk": record.risk,
+                    "plan_digest": plan.get("plan_digest"),
                     "vars": record.vars,
                     "steps": [
                         {k: s.get(k) for k in ("playbook", "service", "action", "sha256", "limit", "host_list", "vars")}

@@ -19,6 +19,7 @@ from temporalio.workflow import ActivityCancellationType
 
 from workflows.audit import AuditLog
 from workflows.auditing import Auditing
+from workflows.digest import plan_digest
 from workflows.handlers import DecisionHandlers
 from workflows.identity import Identity
 from workflows.locking import HostLocks
@@ -122,6 +123,8 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing):
             start_to_close_timeout=BOOKKEEPING_TIMEOUT,
             retry_policy=PLANNING_RETRY,
         )
+        if plan.steps:
+            plan = dataclasses.replace(plan, plan_digest=plan_digest(plan, request.vars))
         self._status.plan = plan
         self._status.steps = [StepStatus(index=i, playbook=s.playbook) for i, s in enumerate(plan.steps, 1)]
         if plan.vars:  # the approver sees every value but a secret's, which shows as a short hash

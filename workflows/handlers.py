@@ -15,7 +15,7 @@ from temporalio import workflow
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
-from workflows.approval import Refused, authorize, authorize_operator, identity_of
+from workflows.approval import Refused, authorize, authorize_operator, check_digest, identity_of
 from workflows.identity import Identity
 from workflows.payloads import decode_decision, now
 from workflows.types import DECIDE_ACTIONS, ChangeRequestStatus, Decision, ErrorType, Phase, RefusedSignal, Verdict
@@ -117,11 +117,13 @@ class DecisionHandlers:
             if status.phase != Phase.AWAITING_DECISION:
                 raise Refused(who.raw, f"no failed step awaits a decision (phase is {status.phase})")
             assert status.plan is not None
+            check_digest(who, decision.plan_digest, status.plan.plan_digest)
             authorize_operator(who, requester=self._requester, policy=status.plan.policy)
             return
         if status.phase != Phase.AWAITING_APPROVAL:
             raise Refused(who.raw, f"not awaiting approval (phase is {status.phase})")
         assert status.plan is not None
+        check_digest(who, decision.plan_digest, status.plan.plan_digest)
         authorize(
             decision.verdict, who, requester=self._requester, policy=status.plan.policy, approvals=status.approvals
         )

@@ -61,13 +61,13 @@ def decode_decision(verdict: Verdict, raw: RawValue, *, step: int | None = None)
         value = workflow.payload_converter().from_payload(raw.payload)
         if verdict == Verdict.APPROVE:
             approval = parse_approve(value)
-            who, note = approval.approver, approval.comment
+            who, note, digest = approval.approver, approval.comment, approval.plan_digest
         elif verdict == Verdict.REJECT:
             rejection = parse_reject(value)
-            who, note = rejection.approver, rejection.reason
+            who, note, digest = rejection.approver, rejection.reason, rejection.plan_digest
         else:
             decided = parse_decide(value)
-            who, note, verdict = decided.operator, decided.comment, Verdict(decided.action)
+            who, note, verdict, digest = decided.operator, decided.comment, Verdict(decided.action), decided.plan_digest
     except InvalidInput as err:
         raise Refused(None, f"invalid {_payload_name(verdict)} payload: {err}") from None
     except Exception as err:  # the payload is not JSON at all
@@ -75,7 +75,8 @@ def decode_decision(verdict: Verdict, raw: RawValue, *, step: int | None = None)
             None, f"invalid {_payload_name(verdict)} payload: not decodable JSON ({type(err).__name__})"
         ) from None
     identity = identity_of(who)
-    return Decision(identity.name, verdict, note, now(), raw=who if who != identity.name else None, step=step)
+    raw_name = who if who != identity.name else None
+    return Decision(identity.name, verdict, note, now(), raw=raw_name, step=step, plan_digest=digest)
 
 
 def _payload_name(verdict: Verdict) -> str:

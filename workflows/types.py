@@ -161,12 +161,14 @@ class ChangeRequestInput:
 class ApproveInput:
     approver: str
     comment: str | None = None
+    plan_digest: str | None = None  # when given, the plan approved: refused unless it is the one waiting
 
 
 @dataclass(frozen=True)
 class RejectInput:
     approver: str
     reason: str | None = None
+    plan_digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,7 @@ class DecideInput:
     operator: str
     action: str  # retry | skip | abort
     comment: str | None = None
+    plan_digest: str | None = None
 
 
 # --- planning -------------------------------------------------------------------------------
@@ -298,6 +301,7 @@ class Plan:
     preview: list[StepPreview] = field(default_factory=list)  # filled in by the workflow
     unmatched_clauses: list[UnmatchedClause] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)  # what the request said not to do
+    plan_digest: str = ""  # "sha256:<hex>" of what will run (workflows.digest); set by the workflow
 
     @property
     def services(self) -> list[str]:
@@ -315,6 +319,7 @@ class Decision:
     at: str  # ISO 8601, workflow time
     raw: str | None = None  # the name as sent, when it differs from `who`
     step: int | None = None  # for retry/skip/abort: the failed step decided on
+    plan_digest: str | None = None  # the plan the decision named, when it named one
 
 
 @dataclass(frozen=True)

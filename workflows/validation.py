@@ -191,7 +191,9 @@ def parse_input(value: object) -> ChangeRequestInput:
 
 def parse_approve(value: object) -> ApproveInput:
     obj = _object(value, ApproveInput)
-    return ApproveInput(approver=_text(obj, "approver").strip(), comment=_optional_text(obj, "comment"))
+    return ApproveInput(
+        approver=_text(obj, "approver").strip(), comment=_optional_text(obj, "comment"), plan_digest=_digest(obj)
+    )
 
 
 def parse_decide(value: object) -> DecideInput:
@@ -199,12 +201,29 @@ def parse_decide(value: object) -> DecideInput:
     action = _text(obj, "action").strip().lower()
     if action not in DECIDE_ACTIONS:
         raise InvalidInput("action", f"must be one of {', '.join(DECIDE_ACTIONS)}, got {action!r}")
-    return DecideInput(operator=_text(obj, "operator").strip(), action=action, comment=_optional_text(obj, "comment"))
+    return DecideInput(
+        operator=_text(obj, "operator").strip(),
+        action=action,
+        comment=_optional_text(obj, "comment"),
+        plan_digest=_digest(obj),
+    )
 
 
 def parse_reject(value: object) -> RejectInput:
     obj = _object(value, RejectInput)
-    return RejectInput(approver=_text(obj, "approver").strip(), reason=_optional_text(obj, "reason"))
+    return RejectInput(
+        approver=_text(obj, "approver").strip(), reason=_optional_text(obj, "reason"), plan_digest=_digest(obj)
+    )
+
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def _digest(obj: dict[str, Any]) -> str | None:
+    value = _optional_text(obj, "plan_digest")
+    if value is not None and not _DIGEST.fullmatch(value.strip()):
+        raise InvalidInput("plan_digest", "must be sha256:<64 hex digits>, as `status` shows it")
+    return value.strip() if value is not None else None
 
 
 def _object(value: object, cls: type) -> dict[str, Any]:
