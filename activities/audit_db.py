@@ -59,6 +59,7 @@ def write_record(session: Session, record: RequestRecord, revision: int) -> None
             "step": None,
             "raw": None,
             "plan_digest": None,
+            "key_fingerprint": None,
         }
         for r in doc["refusals"]
     ]

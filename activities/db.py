@@ -78,6 +78,7 @@ class DecisionRow(Base):
     note: Mapped[str | None] = mapped_column(Text)
     raw: Mapped[str | None] = mapped_column(Text)  # the name as sent, when normalising changed it
     plan_digest: Mapped[str | None] = mapped_column(String(71))  # the plan the decision named
+    key_fingerprint: Mapped[str | None] = mapped_column(Text)  # the verified key of a signed decision
     decided_at: Mapped[str] = mapped_column(String(64))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import shutil
@@ -23,6 +24,7 @@ from activities.discovery import discover
 from workers import cli_audit, cli_suggestions, ops, render
 from workers.devstack import dev_stack, free_port
 from workers.settings import ConfigError, Settings
+from workers.signing import sign_decision
 from workers.worker import DEFAULT_ADDRESS, run_worker, running_worker
 from workers.worker import connect as _connect
 from workflows.types import (
@@ -132,15 +134,26 @@ def submit(
     _run(main())
 
 
+Key = Annotated[
+    Path | None,
+    typer.Option(
+        "--key",
+        help="Sign with this SSH key (private, or public with its private half in ssh-agent). "
+        "Without it, a request that requires signed decisions is signed by ssh-agent's first key.",
+    ),
+]
+
+
 @app.command()
 def approve(
     request_id: RequestId,
     as_: As,
     comment: Annotated[str | None, typer.Option(help="Why you approve.")] = None,
     plan_digest: PlanDigest = None,
+    key: Key = None,
 ) -> None:
     """Approve a change request (refused unless the policy allows you)."""
-    _decide(request_id, ApproveInput(approver=as_, comment=comment, plan_digest=plan_digest))
+    _decide(request_id, ApproveInput(approver=as_, comment=comment, plan_digest=plan_digest), key)
 
 
 @app.command()
@@ -149,38 +162,70 @@ def reject(
     as_: As,
     reason: Annotated[str | None, typer.Option(help="Why you reject.")] = None,
     plan_digest: PlanDigest = None,
+    key: Key = None,
 ) -> None:
     """Reject a change request."""
-    _decide(request_id, RejectInput(approver=as_, reason=reason, plan_digest=plan_digest))
+    _decide(request_id, RejectInput(approver=as_, reason=reason, plan_digest=plan_digest), key)
 
 
 Comment = Annotated[str | None, typer.Option(help="Why (recorded in the audit).")]
 
 
 @app.command()
-def retry(request_id: RequestId, as_: As, comment: Comment = None, plan_digest: PlanDigest = None) -> None:
+def retry(
+    request_id: RequestId, as_: As, comment: Comment = None, plan_digest: PlanDigest = None, key: Key = None
+) -> None:
     """Run a failed step again, as a new attempt."""
-    _decide(request_id, DecideInput(operator=as_, action="retry", comment=comment, plan_digest=plan_digest))
+    _decide(request_id, DecideInput(operator=as_, action="retry", comment=comment, plan_digest=plan_digest), key)
 
 
 @app.command()
-def skip(request_id: RequestId, as_: As, comment: Comment = None, plan_digest: PlanDigest = None) -> None:
+def skip(
+    request_id: RequestId, as_: As, comment: Comment = None, plan_digest: PlanDigest = None, key: Key = None
+) -> None:
     """Skip a failed step and go on; the request ends `partial`."""
-    _decide(request_id, DecideInput(operator=as_, action="skip", comment=comment, plan_digest=plan_digest))
+    _decide(request_id, DecideInput(operator=as_, action="skip", comment=comment, plan_digest=plan_digest), key)
 
 
 @app.command()
-def abort(request_id: RequestId, as_: As, comment: Comment = None, plan_digest: PlanDigest = None) -> None:
+def abort(
+    request_id: RequestId, as_: As, comment: Comment = None, plan_digest: PlanDigest = None, key: Key = None
+) -> None:
     """Stop at a failed step; later steps never run and the request ends `failed`."""
-    _decide(request_id, DecideInput(operator=as_, action="abort", comment=comment, plan_digest=plan_digest))
+    _decide(request_id, DecideInput(operator=as_, action="abort", comment=comment, plan_digest=plan_digest), key)
 
 
-def _decide(request_id: str, decision: ApproveInput | RejectInput | DecideInput) -> None:
+def _decide(request_id: str, decision: ApproveInput | RejectInput | DecideInput, key: Path | None = None) -> None:
     async def main() -> None:
-        status = await ops.decide(await connect(), request_id, decision)
+        client = await connect()
+        signed = decision
+        current = await ops.status_of(client, request_id)
+        required = current.plan is not None and current.plan.policy.signatures_required
+        if key is not None or required:
+            signed = await _signed(request_id, decision, current, key)
+        status = await ops.decide(client, request_id, signed)
         console.print(render.decided(request_id, decision, status))
 
     _run(main())
+
+
+async def _signed(
+    request_id: str, decision: ApproveInput | RejectInput | DecideInput, current: ChangeRequestStatus, key: Path | None
+) -> ApproveInput | RejectInput | DecideInput:
+    """The decision signed over the plan it names, or over the plan `status` shows now."""
+    digest = decision.plan_digest or (current.plan.plan_digest if current.plan else None)
+    if not digest:
+        raise ops.OperationError(
+            f"{request_id} has no plan to sign yet (phase {current.phase}); try again once planned"
+        )
+    verdict = (
+        decision.action
+        if isinstance(decision, DecideInput)
+        else ("approve" if isinstance(decision, ApproveInput) else "reject")
+    )
+    errors.print(f"signing {verdict} of {request_id}, plan {digest}", markup=False)
+    signature = await sign_decision(verdict, request_id, digest, key)
+    return dataclasses.replace(decision, plan_digest=digest, signature=signature)
 
 
 @app.command()

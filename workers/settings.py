@@ -33,6 +33,7 @@ class Settings:
     playbook_concurrency: int = os.cpu_count() or 2  # playbooks at once per worker (SIGNOFF_PLAYBOOK_CONCURRENCY)
     # default `timeout` and `idle_timeout` of a playbook whose header sets none, in seconds
     playbook_timeouts: tuple[int, int] = (2 * 3600, 3600)
+    allowed_signers: Path | None = None  # OpenSSH allowed_signers: decisions must be signed (SIGNOFF_ALLOWED_SIGNERS)
     budget: Budget = field(
         default_factory=Budget
     )  # SIGNOFF_MAX_STEPS, SIGNOFF_MAX_ATTEMPTS, SIGNOFF_MAX_EXECUTION_TIME
@@ -57,7 +58,9 @@ class Settings:
                 ).total_seconds(),
                 auto_approve_risk=_choice(env, "SIGNOFF_AUTO_APPROVE_RISK", ("none", "low"), "none"),
                 decision_timeout_seconds=_seconds(env, "SIGNOFF_DECISION_TIMEOUT", "24h"),
+                signatures_required=bool(env.get("SIGNOFF_ALLOWED_SIGNERS")),
             ),
+            allowed_signers=_allowed_signers(env),
             playbook_env=tuple(n.strip() for n in env.get("SIGNOFF_PLAYBOOK_ENV", "").split(",") if n.strip()),
             check_mode_preview=_choice(env, "SIGNOFF_PREVIEW", ("on", "off"), "on") == "on",
             failure_analysis=_choice(env, "SIGNOFF_FAILURE_ANALYSIS", ("on", "off"), "on") == "on",
@@ -81,6 +84,13 @@ class Settings:
         if not self.database_url:
             raise ConfigError("SIGNOFF_DATABASE_URL is not set (postgresql+psycopg://user:pass@host/db)")
         return self.database_url
+
+
+def _allowed_signers(env: Mapping[str, str]) -> Path | None:
+    """Read when a signature is checked, not here: the CLI shares these settings and need not
+    have the workers' file. A worker that cannot read it refuses every signed decision, saying so."""
+    raw = env.get("SIGNOFF_ALLOWED_SIGNERS")
+    return Path(raw).expanduser() if raw else None
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:

@@ -29,6 +29,7 @@ from activities.locks import LockActivities
 from activities.playbook_cache import CatalogCache
 from activities.playbooks import PlaybookActivities
 from activities.rundirs import playbook_env, remove_stale_runs
+from activities.signatures import SignatureActivities
 from workers.settings import Settings
 from workflows.analysis import FailureAnalysisWorkflow
 from workflows.change_request import SEARCH_ATTRIBUTES, ChangeRequestWorkflow
@@ -97,6 +98,7 @@ def build_workers(client: Client, settings: Settings, engine: Engine, executor: 
     audit_git = AuditGitActivities(settings.audit_repo, settings.audit_remote)
     trail = AuditTrail(engine, AuditRepo(settings.audit_repo, settings.audit_remote))
     locks = LockActivities(client)
+    signatures = SignatureActivities(settings.allowed_signers)
     playbooks = PlaybookActivities(
         settings.playbook_dir,
         settings.inventory,
@@ -118,6 +120,7 @@ def build_workers(client: Client, settings: Settings, engine: Engine, executor: 
             audit_git.commit_audit,
             locks.request_lock,
             locks.is_running,
+            signatures.verify,
             playbooks.run_playbook,
         ],
         activity_executor=executor,

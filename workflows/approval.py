@@ -6,7 +6,8 @@ the requester, of an allowed approver or of someone who already approved count a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Sequence, Set
 
 from workflows.identity import Identity, IdentityRefused, identify
 from workflows.types import ApprovalPolicy, Decision, Verdict
@@ -69,6 +70,29 @@ def check_digest(who: Identity, named: str | None, current: str) -> None:
             f"plan_digest {named} is not the plan awaiting a decision ({current or 'no digest'}): "
             "look at the plan again and decide on what is there now",
         )
+
+
+def check_signed(decision: Decision, signature: str | None, policy: ApprovalPolicy, used: Set[str]) -> None:
+    """What can be said of a signature before the worker checks it: present when the policy
+    requires one, over a named plan, and not used before in this request."""
+    who = decision.raw or decision.who
+    if signature is None:
+        if policy.signatures_required:
+            raise Refused(
+                who,
+                "unsigned: this request requires signed decisions (SIGNOFF_ALLOWED_SIGNERS); "
+                "sign with `signoff approve --key` or scripts/approve.sh",
+            )
+        return
+    if decision.plan_digest is None:
+        raise Refused(who, "a signed decision must name the plan_digest it signs")
+    if signature_id(signature) in used:
+        raise Refused(who, "this signature was already used in this request: a signed decision counts once")
+
+
+def signature_id(signature: str) -> str:
+    """How a signature is remembered in the status: its hash, not the blob."""
+    return "sha256:" + hashlib.sha256(signature.encode()).hexdigest()
 
 
 def authorize_operator(who: Identity, *, requester: Identity, policy: ApprovalPolicy) -> None:

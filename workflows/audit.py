@@ -50,6 +50,7 @@ class DecisionFact:
     raw: str | None = None
     step: int | None = None
     plan_digest: str | None = None  # the plan it named
+    key_fingerprint: str | None = None  # the verified key of a signed decision (SHA256:...)
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def _decisions(status: ChangeRequestStatus) -> list[Decision]:
 
 
 def _decision(seq: int, d: Decision) -> DecisionFact:
-    return DecisionFact(seq, d.who, str(d.verdict), d.note, d.at, d.raw, d.step, d.plan_digest)
+    return DecisionFact(seq, d.who, str(d.verdict), d.note, d.at, d.raw, d.step, d.plan_digest, d.key_fingerprint)
 
 
 def _step(s: Any) -> StepFact:

@@ -5,20 +5,50 @@ A signal that is malformed or not allowed is refused, recorded in `status.refuse
 nothing; an update is refused the same way and the caller gets the reason as its error (a
 validator's refusal never reaches history, so it is not recorded). Who may do what is
 workflows.approval's to say.
+
+Signed decisions (SIGNOFF_ALLOWED_SIGNERS): a signature is checked by an activity on the worker
+(activities.signatures) and the handler waits for its answer; decisions are applied one at a
+time, in arrival order, so a decision waiting for its check holds back the ones after it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RawValue
-from temporalio.exceptions import ApplicationError
+from temporalio.common import RawValue, RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.approval import Refused, authorize, authorize_operator, check_digest, identity_of
+from workflows.approval import (
+    Refused,
+    authorize,
+    authorize_operator,
+    check_digest,
+    check_signed,
+    identity_of,
+    signature_id,
+)
 from workflows.identity import Identity
-from workflows.payloads import decode_decision, now
-from workflows.types import DECIDE_ACTIONS, ChangeRequestStatus, Decision, ErrorType, Phase, RefusedSignal, Verdict
+from workflows.payloads import decode_decision, describe, now
+from workflows.signatures import VerifySignatureInput
+from workflows.types import (
+    DECIDE_ACTIONS,
+    ChangeRequestStatus,
+    Decision,
+    ErrorType,
+    Phase,
+    RefusedSignal,
+    Verdict,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from activities.signatures import SignatureActivities
+
+SIGNED_DECISIONS = "signed-decisions"  # workflow.patched: decisions in order, signatures checked
+VERIFY_TIMEOUT = timedelta(seconds=10)
+VERIFY_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
 
 
 class DecisionHandlers:
@@ -27,6 +57,7 @@ class DecisionHandlers:
     _status: ChangeRequestStatus
     _requester: Identity | None
     _deciding_step: int | None  # the failed step a `decide` is about, while one is awaited
+    _decision_order: asyncio.Lock | None = None  # created on first use, in the workflow's event loop
 
     @workflow.query
     def status(self) -> ChangeRequestStatus:
@@ -88,26 +119,73 @@ class DecisionHandlers:
     def _validate(self, kind: Verdict, raw: RawValue) -> None:
         """Reject an update before it reaches history; a refusal here is not recorded."""
         try:
-            decision = decode_decision(kind, raw, step=self._deciding_step)
+            decision, signature = decode_decision(kind, raw, step=self._deciding_step)
             if self._status.phase != Phase.PLANNING:
                 self._authorize(decision)
+                assert self._status.plan is not None
+                check_signed(decision, signature, self._status.plan.policy, self._signed_so_far())
         except Refused as refusal:
             raise ApplicationError(refusal.reason, type=ErrorType.DECISION_REFUSED, non_retryable=True) from None
 
     async def _apply(self, kind: Verdict, raw: RawValue) -> None:
-        decision = decode_decision(kind, raw, step=self._deciding_step)
-        # Policy arrives with the plan: a decision sent while planning waits for it. Only then
-        # does the handler yield, so decisions are otherwise applied in arrival order.
+        decision, signature = decode_decision(kind, raw, step=self._deciding_step)
+        if not workflow.patched(SIGNED_DECISIONS):
+            await self._apply_in_order(decision, None)
+            return
+        if self._decision_order is None:
+            self._decision_order = asyncio.Lock()
+        async with self._decision_order:  # FIFO: decisions apply in the order they arrived
+            await self._apply_in_order(decision, signature)
+
+    async def _apply_in_order(self, decision: Decision, signature: str | None) -> None:
+        # Policy arrives with the plan: a decision sent while planning waits for it.
         if self._status.phase == Phase.PLANNING:
             await workflow.wait_condition(lambda: self._status.phase != Phase.PLANNING)
             decision = dataclasses.replace(decision, step=self._deciding_step)
         self._authorize(decision)
+        assert self._status.plan is not None
+        policy = self._status.plan.policy
+        if signature is not None or policy.signatures_required:
+            check_signed(decision, signature, policy, self._signed_so_far())
+            assert signature is not None
+            assert decision.plan_digest is not None
+            decision = await self._verified(decision, signature, decision.plan_digest)
+            self._authorize(decision)  # the workflow may have moved on while the key was checked
         if decision.verdict == Verdict.APPROVE:
             self._status.approvals.append(decision)
         elif decision.verdict == Verdict.REJECT:
             self._status.rejection = decision
         else:
             self._status.decisions.append(decision)
+
+    async def _verified(self, decision: Decision, signature: str, digest: str) -> Decision:
+        """The decision with its signing key's fingerprint, or Refused. The answer is an activity
+        result, so replay reads it from history and agrees."""
+        who = decision.raw or decision.who
+        try:
+            result = await workflow.execute_activity_method(
+                SignatureActivities.verify,
+                VerifySignatureInput(self._status.workflow_id, str(decision.verdict), digest, decision.who, signature),
+                start_to_close_timeout=VERIFY_TIMEOUT,
+                retry_policy=VERIFY_RETRY,
+            )
+        except ActivityError as err:
+            raise Refused(who, f"the signature could not be checked: {describe(err)}") from None
+        if not result.checked:
+            assert self._status.plan is not None
+            if self._status.plan.policy.signatures_required:  # a worker that lost its SIGNOFF_ALLOWED_SIGNERS
+                raise Refused(who, f"signature not checked: {result.reason}")
+            return dataclasses.replace(decision, signature_sha256=signature_id(signature))  # nothing asks for one
+        if not result.verified:
+            raise Refused(who, f"signature refused: {result.reason}")
+        return dataclasses.replace(
+            decision, key_fingerprint=result.key_fingerprint, signature_sha256=signature_id(signature)
+        )
+
+    def _signed_so_far(self) -> set[str]:
+        status = self._status
+        decided = [*status.approvals, *([status.rejection] if status.rejection else []), *status.decisions]
+        return {d.signature_sha256 for d in decided if d.signature_sha256}
 
     def _authorize(self, decision: Decision) -> None:
         status = self._status

@@ -52,22 +52,30 @@ def decode_input(raw: RawValue | None) -> tuple[ChangeRequestInput, Identity]:
     return dataclasses.replace(request, requester=requester.name), requester
 
 
-def decode_decision(verdict: Verdict, raw: RawValue, *, step: int | None = None) -> Decision:
-    """An approve, reject or decide payload as a Decision by a normalised name; raises Refused.
-    For `decide`, the verdict is the payload's action (retry, skip or abort)."""
+def decode_decision(verdict: Verdict, raw: RawValue, *, step: int | None = None) -> tuple[Decision, str | None]:
+    """An approve, reject or decide payload as a Decision by a normalised name, and the
+    payload's signature if it has one; raises Refused. For `decide`, the verdict is the
+    payload's action (retry, skip or abort)."""
     try:
         if len(raw.payload.data) > MAX_INPUT_BYTES:
             raise InvalidInput("", f"larger than {MAX_INPUT_BYTES} bytes")
         value = workflow.payload_converter().from_payload(raw.payload)
         if verdict == Verdict.APPROVE:
             approval = parse_approve(value)
-            who, note, digest = approval.approver, approval.comment, approval.plan_digest
+            who, note = approval.approver, approval.comment
+            digest, signature = approval.plan_digest, approval.signature
         elif verdict == Verdict.REJECT:
             rejection = parse_reject(value)
-            who, note, digest = rejection.approver, rejection.reason, rejection.plan_digest
+            who, note, digest, signature = (
+                rejection.approver,
+                rejection.reason,
+                rejection.plan_digest,
+                rejection.signature,
+            )
         else:
             decided = parse_decide(value)
-            who, note, verdict, digest = decided.operator, decided.comment, Verdict(decided.action), decided.plan_digest
+            who, note, verdict = decided.operator, decided.comment, Verdict(decided.action)
+            digest, signature = decided.plan_digest, decided.signature
     except InvalidInput as err:
         raise Refused(None, f"invalid {_payload_name(verdict)} payload: {err}") from None
     except Exception as err:  # the payload is not JSON at all
@@ -76,7 +84,8 @@ def decode_decision(verdict: Verdict, raw: RawValue, *, step: int | None = None)
         ) from None
     identity = identity_of(who)
     raw_name = who if who != identity.name else None
-    return Decision(identity.name, verdict, note, now(), raw=raw_name, step=step, plan_digest=digest)
+    decision = Decision(identity.name, verdict, note, now(), raw=raw_name, step=step, plan_digest=digest)
+    return decision, signature
 
 
 def _payload_name(verdict: Verdict) -> str:

@@ -162,6 +162,7 @@ class ApproveInput:
     approver: str
     comment: str | None = None
     plan_digest: str | None = None  # when given, the plan approved: refused unless it is the one waiting
+    signature: str | None = None  # armored `ssh-keygen -Y sign -n signoff` over signing_message(...)
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,7 @@ class RejectInput:
     approver: str
     reason: str | None = None
     plan_digest: str | None = None
+    signature: str | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,7 @@ class DecideInput:
     action: str  # retry | skip | abort
     comment: str | None = None
     plan_digest: str | None = None
+    signature: str | None = None
 
 
 # --- planning -------------------------------------------------------------------------------
@@ -192,6 +195,7 @@ class ApprovalPolicy:
     timeout_seconds: float = 24 * 3600
     auto_approve_risk: str = "none"  # "none" | "low"
     decision_timeout_seconds: float = 24 * 3600  # then a failed step's request is aborted
+    signatures_required: bool = False  # SIGNOFF_ALLOWED_SIGNERS was set: every decision must be signed
 
 
 @dataclass(frozen=True)
@@ -320,6 +324,8 @@ class Decision:
     raw: str | None = None  # the name as sent, when it differs from `who`
     step: int | None = None  # for retry/skip/abort: the failed step decided on
     plan_digest: str | None = None  # the plan the decision named, when it named one
+    key_fingerprint: str | None = None  # the verified signing key (SHA256:...), for a signed decision
+    signature_sha256: str | None = None  # of the signature text: a signature counts once per request
 
 
 @dataclass(frozen=True)

@@ -192,7 +192,10 @@ def parse_input(value: object) -> ChangeRequestInput:
 def parse_approve(value: object) -> ApproveInput:
     obj = _object(value, ApproveInput)
     return ApproveInput(
-        approver=_text(obj, "approver").strip(), comment=_optional_text(obj, "comment"), plan_digest=_digest(obj)
+        approver=_text(obj, "approver").strip(),
+        comment=_optional_text(obj, "comment"),
+        plan_digest=_digest(obj),
+        signature=_signature(obj),
     )
 
 
@@ -206,13 +209,17 @@ def parse_decide(value: object) -> DecideInput:
         action=action,
         comment=_optional_text(obj, "comment"),
         plan_digest=_digest(obj),
+        signature=_signature(obj),
     )
 
 
 def parse_reject(value: object) -> RejectInput:
     obj = _object(value, RejectInput)
     return RejectInput(
-        approver=_text(obj, "approver").strip(), reason=_optional_text(obj, "reason"), plan_digest=_digest(obj)
+        approver=_text(obj, "approver").strip(),
+        reason=_optional_text(obj, "reason"),
+        plan_digest=_digest(obj),
+        signature=_signature(obj),
     )
 
 
@@ -224,6 +231,24 @@ def _digest(obj: dict[str, Any]) -> str | None:
     if value is not None and not _DIGEST.fullmatch(value.strip()):
         raise InvalidInput("plan_digest", "must be sha256:<64 hex digits>, as `status` shows it")
     return value.strip() if value is not None else None
+
+
+MAX_SIGNATURE_CHARS = 8192  # an ed25519 signature is ~300 characters, RSA-4096 ~900
+_ARMOR = re.compile(
+    r"-----BEGIN SSH SIGNATURE-----\r?\n(?:[A-Za-z0-9+/=]{1,76}\r?\n){1,100}-----END SSH SIGNATURE-----\r?\n?"
+)
+
+
+def _signature(obj: dict[str, Any]) -> str | None:
+    """Only the shape: whether it verifies is the worker's to say (activities.signatures)."""
+    value = _optional_text(obj, "signature")
+    if value is None:
+        return None
+    if len(value) > MAX_SIGNATURE_CHARS:
+        raise InvalidInput("signature", f"is longer than {MAX_SIGNATURE_CHARS} characters")
+    if not _ARMOR.fullmatch(value.strip() + "\n"):
+        raise InvalidInput("signature", "must be an armored SSH signature (-----BEGIN SSH SIGNATURE----- ...)")
+    return value.strip() + "\n"
 
 
 def _object(value: object, cls: type) -> dict[str, Any]:

@@ -1,0 +1,63 @@
+"""Signing a decision on the user's machine with `ssh-keygen -Y sign` (OpenSSH), for the CLI.
+
+The private key never leaves ssh-keygen (or ssh-agent): this process hands it the message on
+stdin and reads the armored signature from stdout. With no key file, the first key ssh-agent
+holds signs: ssh-keygen accepts a public key for `-f` when its private half is in the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from pathlib import Path
+
+from workers.ops import OperationError
+from workflows.signatures import SIGNATURE_NAMESPACE, signing_message
+
+
+async def sign_decision(verdict: str, workflow_id: str, plan_digest: str, key: Path | None) -> str:
+    """The armored signature over the decision's message; OperationError when it cannot be made."""
+    message = signing_message(verdict, workflow_id, plan_digest).encode()
+    if key is not None:
+        return await _ssh_keygen_sign(key, message)
+    public = await _agent_key()
+    with tempfile.TemporaryDirectory(prefix="signoff-sign-") as tmp:
+        path = Path(tmp) / "agent-key.pub"
+        path.write_text(public + "\n")
+        return await _ssh_keygen_sign(path, message)
+
+
+async def _ssh_keygen_sign(key: Path, message: bytes) -> str:
+    if shutil.which("ssh-keygen") is None:
+        raise OperationError("ssh-keygen is not installed: it signs decisions (OpenSSH 8.1 or later)")
+    proc = await asyncio.create_subprocess_exec(
+        "ssh-keygen",
+        "-q",
+        "-Y",
+        "sign",
+        "-n",
+        SIGNATURE_NAMESPACE,
+        "-f",
+        str(key),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate(message)
+    if proc.returncode != 0:
+        raise OperationError(f"ssh-keygen could not sign with {key}: {err.decode(errors='replace').strip()}")
+    return out.decode()
+
+
+async def _agent_key() -> str:
+    if shutil.which("ssh-add") is None:
+        raise OperationError("no --key given and ssh-add is not installed: name a key with --key")
+    proc = await asyncio.create_subprocess_exec(
+        "ssh-add", "-L", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    keys = [line for line in out.decode().splitlines() if line.strip()]
+    if proc.returncode != 0 or not keys:
+        raise OperationError("this decision must be signed: pass --key FILE, or load your key into ssh-agent (ssh-add)")
+    return keys[0]
