@@ -20,13 +20,21 @@ approver=$2
 key=$3
 temporal=${TEMPORAL:-temporal}
 
-# The plan's digest: the first "plan_digest" key of the status (the plan comes before the
-# decisions in it; a value inside a string is escaped and cannot match).
-digest=$("$temporal" workflow query --workflow-id "$workflow_id" --name status -o json |
-    grep -o '"plan_digest": *"sha256:[0-9a-f]\{64\}"' | head -n 1 | grep -o 'sha256:[0-9a-f]\{64\}') || {
+# The plan's digest: every "plan_digest" key of the status must name the same one (the plan's,
+# and the decisions that named it). A quoted value inside a string is escaped and cannot match;
+# a request var that happened to be called plan_digest and held another digest makes the
+# script stop rather than guess which to sign.
+digests=$("$temporal" workflow query --workflow-id "$workflow_id" --name status -o json |
+    grep -o '"plan_digest": *"sha256:[0-9a-f]\{64\}"' | grep -o 'sha256:[0-9a-f]\{64\}' | sort -u) || true
+if [ -z "$digests" ]; then
     echo "$workflow_id has no plan digest to approve (not planned yet?)" >&2
     exit 1
-}
+fi
+if [ "$(printf '%s\n' "$digests" | wc -l)" -ne 1 ]; then
+    echo "$workflow_id: the status names more than one plan digest; check it with signoff status" >&2
+    exit 1
+fi
+digest=$digests
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
