@@ -30,6 +30,7 @@ from activities.playbook_cache import CatalogCache
 from activities.playbooks import PlaybookActivities
 from activities.rundirs import playbook_env, remove_stale_runs
 from activities.signatures import SignatureActivities
+from workers.sandbox import workflow_runner
 from workers.settings import Settings
 from workflows.analysis import FailureAnalysisWorkflow
 from workflows.change_request import SEARCH_ATTRIBUTES, ChangeRequestWorkflow
@@ -110,6 +111,7 @@ def build_workers(client: Client, settings: Settings, engine: Engine, executor: 
         task_queue=settings.task_queue,
         workflows=[ChangeRequestWorkflow, TargetLockWorkflow, FailureAnalysisWorkflow],
         interceptors=[SignoffInterceptor()],
+        workflow_runner=workflow_runner(),
         # Playbooks here too, only for requests scheduled before they had their own queue.
         activities=[
             planning.plan_change,
