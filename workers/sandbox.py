@@ -6,9 +6,10 @@ module that is not passed through: the workflow's module and all it imports are 
 again, per run, and kept as long as the run is cached. And code in those copies sees the
 standard library through proxies that refuse non-deterministic calls (`datetime.now()`,
 `os.*`, `random.*`, ...). The default passes through only the standard library and
-`temporalio`, so every cached ChangeRequestWorkflow held its own 15 `workflows.*` modules:
-every dataclass, enum and compiled regex again, about 0.4 MiB per request awaiting approval
-(bench/README.md, "worker memory").
+`temporalio`, so every cached ChangeRequestWorkflow held its own copy of every
+`workflows.*` module: every dataclass, enum and compiled regex again, about 0.9 MiB per
+request awaiting approval, against about 0.14 MiB with the modules below passed through and
+0.05 MiB for a bare workflow (bench/README.md, "worker memory").
 
 Passed through here, loaded once per process and shared by every run:
 
