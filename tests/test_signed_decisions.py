@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -267,18 +267,15 @@ async def test_the_cli_and_the_script_sign_with_the_users_key(
 
 @contextmanager
 def agent_holding(key: Key, socket: Path) -> Iterator[Path]:
-    """A real ssh-agent of this test's own, holding `key`; stopped by its pid afterwards."""
-    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket)], stdout=subprocess.DEVNULL)
+    """A real ssh-agent of this test's own, holding `key`; stopped by its pid afterwards. Started
+    in its forking mode, which returns only once the socket is bound: nothing to wait for."""
+    started = subprocess.run(["ssh-agent", "-s", "-a", str(socket)], capture_output=True, text=True, check=True)
+    pid = int(started.stdout.split("SSH_AGENT_PID=")[1].split(";")[0])  # its `-s` shell output
     try:
-        deadline = time.monotonic() + 10
-        while not socket.exists():
-            assert time.monotonic() < deadline, "ssh-agent did not start"
-            time.sleep(0.05)
         subprocess.run(["ssh-add", "-q", str(key.path)], env={**os.environ, "SSH_AUTH_SOCK": str(socket)}, check=True)
         yield socket
     finally:
-        agent.terminate()
-        agent.wait(timeout=10)
+        os.kill(pid, signal.SIGTERM)
 
 
 def _temporal_dir() -> str:
