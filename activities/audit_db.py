@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.db import Base, ChangeRequestRow, DecisionRow, StepRow, TaskRow, table_of
 from activities.records import public_status
-from workflows.audit import RequestRecord
+from workflows.audit import RequestRecord, submitted
 from workflows.runs import TaskRecord
 from workflows.types import AuditRecord
 
@@ -28,12 +28,7 @@ def write_record(session: Session, record: RequestRecord, revision: int) -> None
     doc = dataclasses.asdict(record)
     request_row = {
         "id": record.workflow_id,
-        "request": record.request,
-        "requester": record.requester,
-        "requester_raw": record.requester_raw,
-        "inventory": record.inventory,
-        "var_names": sorted(record.vars),
-        "dry_run": record.dry_run,
+        **submitted(record),
         "phase": record.phase,
         "risk": record.risk,
         "plan": record.plan,

@@ -8,7 +8,6 @@ sent: `signoff audit verify` builds it again the same way and compares.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
@@ -32,13 +31,6 @@ def request_file(request_id: str) -> str:
 
 def dumps(doc: dict[str, Any]) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
-
-
-@dataclass(frozen=True)
-class Head:
-    event_id: int
-    seq: int
-    hash: str
 
 
 def document(session: Session, request_id: str, upto_seq: int | None = None) -> dict[str, Any] | None:

@@ -134,14 +134,8 @@ class _Fix:
             body = _git(top, self.env, "log", "-1", "--format=%B", existing)
             if f"Suggestion: {self.found.id}" not in body:
                 raise SuggestionError(f"branch {branch} exists in {top} and is not signoff's fix; remove it first")
-            return AcceptResult(
-                self.found.id,
-                SuggestionState.ACCEPTED,
-                f"ansible-lint's fix for {self.found.rule} was committed before: {branch}, commit {existing[:12]}",
-                self.found.guidance,
-                branch=branch,
-                fix_commit=existing,
-            )
+            done = f"ansible-lint's fix for {self.found.rule} was committed before: {branch}, commit {existing[:12]}"
+            return self._accepted(done, branch, existing)
         with tempfile.TemporaryDirectory(prefix="signoff-lint-") as scratch:
             tree = Path(scratch) / "worktree"
             _git(top, self.env, "worktree", "add", "--detach", "--quiet", "--", str(tree), "HEAD")
@@ -161,7 +155,7 @@ class _Fix:
             finally:
                 _git(top, self.env, "worktree", "remove", "--force", "--", str(tree), check=False)
                 _git(top, self.env, "worktree", "prune", check=False)
-        return self._accepted(f"on branch {branch}, commit {commit[:12]}", branch, commit, fixed)
+        return self._accepted(self._fixed(fixed, f"on branch {branch}, commit {commit[:12]}"), branch, commit)
 
     def in_place(self) -> AcceptResult:
         target = inside(self.root, self.found.path)
@@ -179,7 +173,7 @@ class _Fix:
             shutil.copyfile(work / self.found.path, staged)
             shutil.copymode(target, staged)
             os.replace(staged, target)
-        result = self._accepted(f"in {target} ({self.root} is not in a git repository)", None, None, fixed)
+        result = self._accepted(self._fixed(fixed, f"in {target} ({self.root} is not in a git repository)"), None, None)
         return dataclasses.replace(result, path=target)
 
     def _fix(self, work: Path) -> tuple[int, int] | str:
@@ -205,14 +199,12 @@ class _Fix:
     def _still_open(self, why: str) -> AcceptResult:
         return AcceptResult(self.found.id, SuggestionState.OPEN, f"{why}; not accepted", self.found.guidance)
 
-    def _accepted(self, where: str, branch: str | None, commit: str | None, fixed: tuple[int, int]) -> AcceptResult:
+    def _fixed(self, fixed: tuple[int, int], where: str) -> str:
+        return f"ansible-lint fixed {fixed[0]} of {fixed[1]} {self.found.rule} in {self.found.path} {where}"
+
+    def _accepted(self, message: str, branch: str | None, commit: str | None) -> AcceptResult:
         return AcceptResult(
-            self.found.id,
-            SuggestionState.ACCEPTED,
-            f"ansible-lint fixed {fixed[0]} of {fixed[1]} {self.found.rule} in {self.found.path} {where}",
-            self.found.guidance,
-            branch=branch,
-            fix_commit=commit,
+            self.found.id, SuggestionState.ACCEPTED, message, self.found.guidance, branch=branch, fix_commit=commit
         )
 
     def _message(self, path: str, fixed: tuple[int, int]) -> str:

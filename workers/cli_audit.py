@@ -3,7 +3,6 @@ audit commands. They read PostgreSQL and the git audit repository; none needs Te
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -88,7 +87,6 @@ def upgrade() -> None:
     finally:
         engine.dispose()
     console.print("database schema is up to date")
-    sys.stdout.flush()
 
 
 def register(app: typer.Typer) -> None:

@@ -130,6 +130,18 @@ def record_of(status: ChangeRequestStatus) -> RequestRecord:
     )
 
 
+def submitted(record: RequestRecord) -> dict[str, Any]:
+    """Who asked for what: the `submitted` fact, and the request row's own columns."""
+    return {
+        "request": record.request,
+        "requester": record.requester,
+        "requester_raw": record.requester_raw,
+        "inventory": record.inventory,
+        "var_names": sorted(record.vars),
+        "dry_run": record.dry_run,
+    }
+
+
 def _decisions(status: ChangeRequestStatus) -> list[Decision]:
     # Each list only grows, so a decision keeps its position from one write to the next.
     return [*status.approvals, *([status.rejection] if status.rejection else []), *status.decisions]
@@ -180,18 +192,7 @@ class AuditLog:
 
     def _observe(self, record: RequestRecord, at: str) -> None:
         if not self.events:
-            self._add(
-                EventKind.SUBMITTED,
-                at,
-                {
-                    "request": record.request,
-                    "requester": record.requester,
-                    "requester_raw": record.requester_raw,
-                    "inventory": record.inventory,
-                    "var_names": sorted(record.vars),
-                    "dry_run": record.dry_run,
-                },
-            )
+            self._add(EventKind.SUBMITTED, at, submitted(record))
         if record.plan is not None and not self._planned:
             self._planned = True
             plan = record.plan
