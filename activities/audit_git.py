@@ -14,7 +14,8 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.audit_repo import PERMANENT_ERRNOS, AuditRepo, safe_name
+from activities.audit_paths import PERMANENT_ERRNOS, safe_name
+from activities.audit_repo import AuditRepo
 from activities.records import public_status
 from workflows.types import AuditCommitResult, AuditRecord, ErrorType
 

@@ -17,7 +17,8 @@ from temporalio import activity
 
 from activities.audit_chain import append_events
 from activities.audit_db import permanent_errors_not_retried, write_record
-from activities.audit_repo import PERMANENT_ERRNOS, AuditRepo, safe_name
+from activities.audit_paths import PERMANENT_ERRNOS, safe_name
+from activities.audit_repo import AuditRepo
 from activities.db import AuditEventRow, ChangeRequestRow, TaskRow
 from workflows.audit import AUDIT_FORMAT, AuditAppend, AuditEvent, EventKind
 from workflows.types import AuditCommitResult

@@ -17,7 +17,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.audit_git import AuditGitActivities
-from activities.audit_repo import AuditRepo, init_repo, safe_name
+from activities.audit_paths import safe_name
+from activities.audit_repo import AuditRepo, init_repo
 from workflows.runs import TaskRecord
 from workflows.types import AuditRecord, ChangeRequestStatus, ErrorType, Phase
 

@@ -16,7 +16,8 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.audit_repo import AuditRepo, safe_name
+from activities.audit_paths import safe_name
+from activities.audit_repo import AuditRepo
 from activities.extravars import fingerprint
 from tests.conftest import with_policy
 from tests.helpers import (
