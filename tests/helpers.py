@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from workers.devstack import temporal_binary
+from workers.sandbox import workflow_runner
 from workers.settings import Settings
 from workflows.change_request import ChangeRequestWorkflow
 from workflows.interceptors import SignoffInterceptor
@@ -32,7 +33,9 @@ async def replay_and_keep(handle: WorkflowHandle[Any, Any], name: str) -> None:
     """Replay this execution against the current code. With SIGNOFF_RECORD_HISTORIES=1, also
     keep its history in tests/histories/, where test_replay checks every later change."""
     history = await handle.fetch_history()
-    await Replayer(workflows=[ChangeRequestWorkflow], interceptors=[SignoffInterceptor()]).replay_workflow(history)
+    await Replayer(
+        workflows=[ChangeRequestWorkflow], interceptors=[SignoffInterceptor()], workflow_runner=workflow_runner()
+    ).replay_workflow(history)
     if os.environ.get("SIGNOFF_RECORD_HISTORIES"):
         (HISTORIES / f"{name}.json").write_text(history.to_json())
 

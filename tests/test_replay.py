@@ -14,6 +14,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from tests.helpers import HISTORIES
+from workers.sandbox import workflow_runner
 from workflows.change_request import ChangeRequestWorkflow
 from workflows.interceptors import SignoffInterceptor
 
@@ -28,7 +29,7 @@ def test_histories_cover_every_ending() -> None:
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
 async def test_recorded_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, await asyncio.to_thread(path.read_text))
-    result = await Replayer(workflows=[ChangeRequestWorkflow], interceptors=[SignoffInterceptor()]).replay_workflow(
-        history, raise_on_replay_failure=False
-    )
+    result = await Replayer(
+        workflows=[ChangeRequestWorkflow], interceptors=[SignoffInterceptor()], workflow_runner=workflow_runner()
+    ).replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name} no longer replays: {result.replay_failure}"
