@@ -215,6 +215,7 @@ class PlanningActivities:
         timeouts: tuple[int | None, int | None] = (None, None),
         budget: Budget | None = None,
         failure_analysis: bool = False,
+        notify: bool = False,
     ) -> None:
         """`timeouts`: the `timeout` and `idle_timeout` (seconds) of playbooks whose header sets none."""
         self._planner = planner
@@ -223,6 +224,7 @@ class PlanningActivities:
         self._timeouts = timeouts
         self._budget = budget
         self._failure_analysis = failure_analysis
+        self._notify = notify
 
     @activity.defn(name="plan_change")
     def plan_change(self, inp: PlanInput) -> Plan:
@@ -245,6 +247,7 @@ class PlanningActivities:
             version=PLAN_VERSION,
             check_mode_preview=self._check_mode_preview,
             failure_analysis=self._failure_analysis,
+            notify=self._notify,
             budget=request_budget(self._budget, steps),
             unmatched_clauses=draft.unmatched,
             excluded=draft.excluded,

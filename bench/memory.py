@@ -164,6 +164,7 @@ def worker_env(work: Path, label: str, address: str, database_url: str, passthro
         SIGNOFF_PREVIEW="off",
         SIGNOFF_FAILURE_ANALYSIS="off",
         SIGNOFF_SANDBOX_PASSTHROUGH=passthrough,
+        SIGNOFF_WORKFLOW_CACHE=os.environ.get("SIGNOFF_WORKFLOW_CACHE", "100"),
         PYTHONPATH=str(Path(__file__).resolve().parent.parent),  # the bare worker imports bench.memory
     )
     return env
@@ -389,8 +390,10 @@ def timings(results: list[tuple[str, Memory, Memory]]) -> str:
     return "\n".join(lines)
 
 
-async def main(count: int, how_to_end: str) -> None:
+async def main(count: int, how_to_end: str, only: str | None = None) -> None:
     print(machine())
+    cache = os.environ.get("SIGNOFF_WORKFLOW_CACHE", "100")
+    print(f"SIGNOFF_WORKFLOW_CACHE={cache} (the bare anchor keeps the SDK's 1000)")
     print(f"temporalio {temporalio.__version__}, {platform.python_implementation()} {platform.python_version()}")
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     results: list[tuple[str, Memory, Memory]] = []
@@ -406,6 +409,8 @@ async def main(count: int, how_to_end: str) -> None:
         address = env.client.service_client.config.target_host
         try:
             for runner, passthrough in RUNNERS.items():
+                if only and runner != only:
+                    continue
                 measured: dict[str, Memory] = {}
                 for kind in (signoff_kind(how_to_end), bare_kind()):
                     label = f"{kind.name}-{passthrough}"
@@ -431,5 +436,6 @@ if __name__ == "__main__":
         default="approve",
         help="how the change requests end (default %(default)s)",
     )
+    parser.add_argument("--runner", choices=tuple(RUNNERS), help="measure with this runner only (default: both)")
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.end))
+    asyncio.run(main(args.requests, args.end, args.runner))

@@ -16,6 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from workers.cli import app
+from workers.devstack import SEARCH_ATTRIBUTE_FLAGS
 from workflows.change_request import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,7 +144,15 @@ def test_compose_temporal_registers_exactly_the_workflow_search_attributes() -> 
         f"{key.name}={''.join(w.capitalize() for w in key.indexed_value_type.name.split('_'))}"
         for key in SEARCH_ATTRIBUTES
     )
-    assert expected == ["SignoffPhase=Keyword", "SignoffRequester=Keyword", "SignoffServices=KeywordList"]
+    assert expected == [
+        "SignoffApprovals=Int",
+        "SignoffApprovalsNeeded=Int",
+        "SignoffPhase=Keyword",
+        "SignoffRequester=Keyword",
+        "SignoffServices=KeywordList",
+        "SignoffWaitingFor=KeywordList",
+    ]
+    assert sorted(SEARCH_ATTRIBUTE_FLAGS) == expected, "signoff dev registers the same"
     command = compose()["services"]["temporal"]["command"]
     command = shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
     assert command[:2] == ["server", "start-dev"]

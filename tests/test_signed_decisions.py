@@ -6,9 +6,11 @@ real Temporal, PostgreSQL, git and playbooks."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -20,7 +22,15 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.signatures import SignatureActivities
 from tests.conftest import with_policy
-from tests.helpers import assert_eventually, committed_json, db_rows, replay_and_keep, start_request, wait_for_phase
+from tests.helpers import (
+    assert_eventually,
+    committed_json,
+    db_rows,
+    replay_and_keep,
+    start_request,
+    temporal_start,
+    wait_for_phase,
+)
 from tests.test_cli import signoff
 from workers.settings import Settings
 from workers.worker import running_worker
@@ -230,7 +240,11 @@ async def test_the_cli_and_the_script_sign_with_the_users_key(
     cli_env = {"TEMPORAL_ADDRESS": address, "SIGNOFF_TASK_QUEUE": signed.task_queue}
     async with running_worker(env.client, signed):
         by_cli = await start_request(env, signed, DEBUG_ONLY)
-        by_script = await start_request(env, signed, DEBUG_ONLY)
+        # Start to end through the `temporal` CLI, signed by `ssh-keygen`, as a script would.
+        script_id = f"cr-script-{uuid.uuid4().hex[:8]}"
+        request = json.dumps({"request": DEBUG_ONLY, "requester": "alice"})
+        await temporal_start(address, signed.task_queue, script_id, request)
+        by_script = env.client.get_workflow_handle_for(ChangeRequestWorkflow.run, script_id)
         by_agent = await start_request(env, signed, DEBUG_ONLY)
         for handle in (by_cli, by_script, by_agent):
             await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
@@ -257,12 +271,29 @@ async def test_the_cli_and_the_script_sign_with_the_users_key(
         code, _, err = await _script(script_env, by_script.id, "bob", keys["bob"].path)
         assert code == 0, err
         assert (await by_script.result()).outcome == Phase.SUCCEEDED
+        await replay_and_keep(by_script, "signed_by_script")
         for handle in (by_cli, by_script):
             status = await handle.query(ChangeRequestWorkflow.status)
             assert [a.key_fingerprint for a in status.approvals] == [keys["bob"].fingerprint]
         rejected = await by_agent.query(ChangeRequestWorkflow.status)
         assert rejected.rejection is not None
         assert rejected.rejection.key_fingerprint == keys["carol"].fingerprint
+
+        # `status` and `audit` show who signed with which key.
+        code, out, err = await signoff(cli_env, "status", by_cli.id)
+        assert code == 0, err
+        [approved] = [line for line in out.splitlines() if line.startswith("approved:")]
+        assert approved.endswith(f", signed with key {keys['bob'].fingerprint}")
+        audit_env = {
+            **cli_env,
+            "SIGNOFF_DATABASE_URL": str(signed.database_url),
+            "SIGNOFF_AUDIT_REPO": str(signed.audit_repo),
+        }
+        code, out, err = await signoff(audit_env, "audit", by_agent.id)
+        assert code == 0, err
+        [decision] = [line for line in out.splitlines() if line.startswith("database: decision")]
+        assert "by carol at " in decision
+        assert decision.endswith(f", signed with key {keys['carol'].fingerprint}")
 
 
 @contextmanager

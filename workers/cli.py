@@ -7,26 +7,20 @@ import dataclasses
 import logging
 import os
 import shutil
-import signal
-import sys
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from temporalio.client import Client
-from temporalio.service import RPCError
 
 from activities.catalog import Planner
 from activities.discovery import discover
-from workers import cli_audit, cli_suggestions, ops, render
+from workers import cli_audit, cli_codec, cli_list, cli_suggestions, ops, render
+from workers.cli_run import As, Json, RequestId, connect, console, errors, run
 from workers.devstack import dev_stack, free_port
-from workers.settings import ConfigError, Settings
+from workers.settings import Settings
 from workers.signing import sign_decision
 from workers.worker import DEFAULT_ADDRESS, run_worker, running_worker
-from workers.worker import connect as _connect
 from workflows.types import (
     ApproveInput,
     ChangeRequestInput,
@@ -42,64 +36,16 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-# Markup off: request text, var values and task names are user input and must show as typed.
-console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
-errors = Console(stderr=True, highlight=False, soft_wrap=True)
-
 DEMO_REQUEST = "Deploy Kuma Uptime to homelab and add our existing portals to the config"
 
-RequestId = Annotated[str, typer.Argument(help="The change request id.")]
-As = Annotated[str, typer.Option("--as", help="Who you are (recorded in the audit).")]
-Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 PlanDigest = Annotated[
     str | None,
     typer.Option(help="The plan you decide on (sha256:..., as `status` shows it): refused if the plan changed."),
 ]
 cli_audit.register(app)
+cli_codec.register(app)
+cli_list.register(app)
 app.add_typer(cli_suggestions.app, name="suggestions")
-
-
-async def connect(address: str | None = None) -> Client:
-    try:
-        return await _connect(address)
-    except RuntimeError as err:  # the SDK's "Failed client connect"
-        raise ops.OperationError(f"cannot reach Temporal ({err}); is `signoff dev` or a server running?") from None
-
-
-def _run(main: Coroutine[Any, Any, int | None]) -> NoReturn:
-    """Run a command; known errors become one line on stderr and exit code 1."""
-    try:
-        code = asyncio.run(_until_terminated(main)) or 0
-    except (ops.OperationError, ConfigError) as err:
-        errors.print(f"[red]error:[/red] {escape(str(err))}")
-        code = 1
-    except RPCError as err:  # unknown workflow id, closed workflow, permission ...
-        errors.print(f"[red]error:[/red] Temporal refused: {escape(err.message)}")
-        code = 1
-    except KeyboardInterrupt:
-        code = 130
-    _exit(code)
-
-
-def _exit(code: int) -> NoReturn:
-    """Exit without interpreter finalization. The Temporal client's Rust threads can call into
-    a finalizing interpreter, which aborts a finished command with SIGABRT now and then
-    (temporalio/sdk-python#300; seen here in 3 of 40 runs on a busy machine). Everything this
-    process started has been stopped by now; only output is left to flush."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-async def _until_terminated(main: Coroutine[Any, Any, int | None]) -> int | None:
-    """SIGTERM (systemd, Kubernetes) stops a command as cleanly as Ctrl-C does."""
-    task = asyncio.ensure_future(main)
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        return await task
-    except asyncio.CancelledError:
-        return 0
 
 
 @app.command()
@@ -131,7 +77,7 @@ def submit(
             render.print_plan(console, status)
         return 1 if status.phase == Phase.FAILED else 0
 
-    _run(main())
+    run(main())
 
 
 Key = Annotated[
@@ -206,7 +152,7 @@ def _decide(request_id: str, decision: ApproveInput | RejectInput | DecideInput,
         status = await ops.decide(client, request_id, signed)
         console.print(render.decided(request_id, decision, status))
 
-    _run(main())
+    run(main())
 
 
 async def _signed(
@@ -239,7 +185,7 @@ def status(request_id: RequestId, json: Json = False) -> None:
         else:
             render.print_status(console, found)
 
-    _run(main())
+    run(main())
 
 
 @app.command()
@@ -251,7 +197,7 @@ def watch(request_id: RequestId) -> None:
         render.print_status(console, final)
         return 0 if final.phase in (Phase.SUCCEEDED, Phase.PLANNED) else 1
 
-    _run(main())
+    run(main())
 
 
 @app.command()
@@ -283,7 +229,7 @@ def plan(
                 console.print(line)
         return 1 if draft.error or not draft.steps else 0
 
-    _run(main())
+    run(main())
 
 
 @app.command()
@@ -303,14 +249,14 @@ def playbooks(
             for line in render.catalog_lines(found):
                 console.print(line)
 
-    _run(main())
+    run(main())
 
 
 @app.command()
 def worker() -> None:
     """Run a worker against configured services (TEMPORAL_*, SIGNOFF_*)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _run(run_worker(Settings.from_env()))
+    run(run_worker(Settings.from_env()))
 
 
 @app.command()
@@ -342,7 +288,7 @@ def dev(
                 )
                 await asyncio.Event().wait()
 
-    _run(main())
+    run(main())
 
 
 @app.command()
@@ -370,7 +316,7 @@ def demo(
             shutil.rmtree(data_dir, ignore_errors=True)
         return 0 if final.phase == Phase.SUCCEEDED else 1
 
-    _run(main())
+    run(main())
 
 
 async def _demo_story(client: Client, settings: Settings) -> ChangeRequestStatus:

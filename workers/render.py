@@ -12,7 +12,16 @@ from rich.table import Table
 from activities.catalog import Draft
 from activities.discovery import Catalog
 from workflows.runs import PlaybookProgress
-from workflows.types import ApproveInput, ChangeRequestStatus, DecideInput, Phase, RejectInput, StepPreview, StepStatus
+from workflows.types import (
+    ApproveInput,
+    ChangeRequestStatus,
+    DecideInput,
+    Decision,
+    Phase,
+    RejectInput,
+    StepPreview,
+    StepStatus,
+)
 
 
 def as_json(value: Any) -> str:
@@ -127,17 +136,28 @@ def print_status(console: Console, status: ChangeRequestStatus) -> None:
         console.print(f"request:   {status.request.request}  (by {status.request.requester})")
     for line in var_lines(status):
         console.print(line)
+    if status.plan is not None and status.plan.plan_digest:
+        console.print(f"plan:      {status.plan.plan_digest}")
     for decision in status.approvals:
-        console.print(f"approved:  {decision.who} at {decision.at}" + (f" — {decision.note}" if decision.note else ""))
+        console.print(decision_line("approved: ", decision))
     if status.rejection:
-        r = status.rejection
-        console.print(f"rejected:  {r.who} at {r.at}" + (f" — {r.note}" if r.note else ""))
+        console.print(decision_line("rejected: ", status.rejection))
+    for decision in status.decisions:
+        console.print(decision_line(f"{decision.verdict}:".ljust(10), decision))
     for refused in status.refused:
         console.print(f"refused:   {refused.name} from {refused.who or '?'}: {refused.reason}")
     if status.error:
         console.print(f"error:     {status.error}")
     if status.audit_commit:
         console.print(f"audit:     commit {status.audit_commit}")
+
+
+def decision_line(label: str, decision: Decision) -> str:
+    on_step = f" on step {decision.step}" if decision.step else ""
+    line = f"{label} {decision.who}{on_step} at {decision.at}"
+    if decision.key_fingerprint:
+        line += f", signed with key {decision.key_fingerprint}"
+    return line + (f" — {decision.note}" if decision.note else "")
 
 
 def progress_line(step: int, total: int, playbook: str, progress: PlaybookProgress) -> str:
@@ -223,7 +243,8 @@ def audit_lines(audit: dict[str, Any]) -> list[str]:
         lines.append(f"  plan: {step['playbook']} on {', '.join(step.get('host_list') or []) or step['hosts']}")
     for d in audit["decisions"]:
         on_step = f" on step {d['step']}" if d["step"] else ""
-        lines.append(f"database: decision {d['verdict']}{on_step} by {d['who']} at {d['decided_at']}"
+        signed = f", signed with key {d['key_fingerprint']}" if d.get("key_fingerprint") else ""
+        lines.append(f"database: decision {d['verdict']}{on_step} by {d['who']} at {d['decided_at']}{signed}"
                      + (f": {d['note']}" if d["note"] else ""))  # fmt: skip
     lines.extend(f"database: refused {r['verdict']} from {r['who']!r}: {r['note']}" for r in audit["refusals"])
     for step in audit["steps"]:

@@ -72,6 +72,7 @@ PASSED_THROUGH = (
     "workflows.handlers",
     "workflows.locking",
     "workflows.auditing",
+    "workflows.inbox",
     "precis_i18n",
     "confusable_homoglyphs",
 )

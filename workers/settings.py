@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from workflows.approval import check_policy
 from workflows.types import TASK_QUEUE, ApprovalPolicy, Budget
@@ -31,9 +32,14 @@ class Settings:
     check_mode_preview: bool = True  # preview each step with --check --diff before approval (SIGNOFF_PREVIEW)
     failure_analysis: bool = True  # ansible-lint a failed step's playbook (SIGNOFF_FAILURE_ANALYSIS)
     playbook_concurrency: int = os.cpu_count() or 2  # playbooks at once per worker (SIGNOFF_PLAYBOOK_CONCURRENCY)
+    # Requests kept in memory between workflow tasks (SIGNOFF_WORKFLOW_CACHE). Requests wait days
+    # for people: one evicted from the cache is replayed from its history when someone answers.
+    workflow_cache: int = 100
     # default `timeout` and `idle_timeout` of a playbook whose header sets none, in seconds
     playbook_timeouts: tuple[int, int] = (2 * 3600, 3600)
     allowed_signers: Path | None = None  # OpenSSH allowed_signers: decisions must be signed (SIGNOFF_ALLOWED_SIGNERS)
+    notify_url: str | None = None  # POST here when a request waits for someone (SIGNOFF_NOTIFY_URL)
+    notify_secret: str | None = field(default=None, repr=False)  # HMAC key for it (SIGNOFF_NOTIFY_SECRET)
     budget: Budget = field(
         default_factory=Budget
     )  # SIGNOFF_MAX_STEPS, SIGNOFF_MAX_ATTEMPTS, SIGNOFF_MAX_EXECUTION_TIME
@@ -61,10 +67,13 @@ class Settings:
                 signatures_required=bool(env.get("SIGNOFF_ALLOWED_SIGNERS")),
             ),
             allowed_signers=_allowed_signers(env),
+            notify_url=_http_url(env, "SIGNOFF_NOTIFY_URL"),
+            notify_secret=env.get("SIGNOFF_NOTIFY_SECRET") or None,
             playbook_env=tuple(n.strip() for n in env.get("SIGNOFF_PLAYBOOK_ENV", "").split(",") if n.strip()),
             check_mode_preview=_choice(env, "SIGNOFF_PREVIEW", ("on", "off"), "on") == "on",
             failure_analysis=_choice(env, "SIGNOFF_FAILURE_ANALYSIS", ("on", "off"), "on") == "on",
             playbook_concurrency=_positive_int(env, "SIGNOFF_PLAYBOOK_CONCURRENCY", os.cpu_count() or 2),
+            workflow_cache=_positive_int(env, "SIGNOFF_WORKFLOW_CACHE", 100),
             playbook_timeouts=(
                 int(_seconds(env, "SIGNOFF_PLAYBOOK_TIMEOUT", "2h")),
                 int(_seconds(env, "SIGNOFF_IDLE_TIMEOUT", "1h")),
@@ -91,6 +100,16 @@ def _allowed_signers(env: Mapping[str, str]) -> Path | None:
     have the workers' file. A worker that cannot read it refuses every signed decision, saying so."""
     raw = env.get("SIGNOFF_ALLOWED_SIGNERS")
     return Path(raw).expanduser() if raw else None
+
+
+def _http_url(env: Mapping[str, str], name: str) -> str | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name}: expected an http:// or https:// URL with a host")
+    return raw
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:

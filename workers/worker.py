@@ -26,10 +26,12 @@ from activities.catalog import Planner, PlanningActivities
 from activities.db import make_engine, migrate
 from activities.lint import LintActivities
 from activities.locks import LockActivities
+from activities.notify import NotifyActivities
 from activities.playbook_cache import CatalogCache
 from activities.playbooks import PlaybookActivities
 from activities.rundirs import playbook_env, remove_stale_runs
 from activities.signatures import SignatureActivities
+from workers.codec import data_converter_from_env
 from workers.sandbox import workflow_runner
 from workers.settings import Settings
 from workflows.analysis import FailureAnalysisWorkflow
@@ -48,12 +50,13 @@ DEFAULT_ADDRESS = "localhost:7233"
 
 
 async def connect(address: str | None = None) -> Client:
-    """A client from TEMPORAL_* variables and the Temporal profile file (envconfig)."""
+    """A client from TEMPORAL_* variables and the Temporal profile file (envconfig); its
+    payloads are encrypted with SIGNOFF_PAYLOAD_KEYS_FILE's keys where that is set."""
     config = ClientConfig.load_client_connect_config()
     if address:
         config["target_host"] = address
     config.setdefault("target_host", DEFAULT_ADDRESS)
-    return await Client.connect(**config)
+    return await Client.connect(**config, data_converter=data_converter_from_env())
 
 
 async def ensure_search_attributes(client: Client) -> None:
@@ -76,7 +79,8 @@ async def ensure_search_attributes(client: Client) -> None:
             f"search attributes {', '.join(missing)} are not registered in namespace "
             f"{client.namespace!r} and registering them failed ({err.message}); ask an operator "
             "to run: temporal operator search-attribute create --name SignoffPhase --type Keyword "
-            "(likewise SignoffRequester Keyword, SignoffServices KeywordList)"
+            "(likewise SignoffRequester Keyword, SignoffServices KeywordList, SignoffApprovals Int, "
+            "SignoffApprovalsNeeded Int, SignoffWaitingFor KeywordList)"
         ) from err
 
 
@@ -93,6 +97,7 @@ def build_workers(client: Client, settings: Settings, engine: Engine, executor: 
         settings.playbook_timeouts,
         settings.budget,
         failure_analysis=settings.failure_analysis,
+        notify=settings.notify_url is not None,
     )
     lint = LintActivities(engine, settings.playbook_dir)
     audit_db = AuditDbActivities(engine)
@@ -100,6 +105,7 @@ def build_workers(client: Client, settings: Settings, engine: Engine, executor: 
     trail = AuditTrail(engine, AuditRepo(settings.audit_repo, settings.audit_remote))
     locks = LockActivities(client)
     signatures = SignatureActivities(settings.allowed_signers)
+    notify = NotifyActivities(settings.notify_url, settings.notify_secret)
     playbooks = PlaybookActivities(
         settings.playbook_dir,
         settings.inventory,
@@ -123,10 +129,12 @@ def build_workers(client: Client, settings: Settings, engine: Engine, executor: 
             locks.request_lock,
             locks.is_running,
             signatures.verify,
+            notify.notify,
             playbooks.run_playbook,
         ],
         activity_executor=executor,
         max_concurrent_activities=BOOKKEEPING_SLOTS,
+        max_cached_workflows=settings.workflow_cache,
     )
     runner = Worker(
         client,

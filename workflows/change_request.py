@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import TypeVar
 
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy, SearchAttributeKey
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
@@ -22,11 +22,22 @@ from workflows.auditing import Auditing
 from workflows.digest import plan_digest
 from workflows.handlers import DecisionHandlers
 from workflows.identity import Identity
+from workflows.inbox import (
+    PHASE_ATTR,
+    REQUESTER_ATTR,
+    SEARCH_ATTRIBUTES,
+    SERVICES_ATTR,
+    Notification,
+    inbox_attributes,
+    notification,
+)
 from workflows.locking import HostLocks
 from workflows.options import (
     BOOKKEEPING_TIMEOUT,
     DEFAULT_PLAYBOOK_TIMEOUT,
     MAX_PLAYBOOK_ATTEMPTS,
+    NOTIFY_RETRY,
+    NOTIFY_TIMEOUT,
     PLANNING_RETRY,
     PLAYBOOK_RETRY,
     PREVIEW_TIMEOUT,
@@ -55,12 +66,10 @@ from workflows.types import (
 
 with workflow.unsafe.imports_passed_through():
     from activities.catalog import PlanningActivities
+    from activities.notify import NotifyActivities
     from activities.playbooks import PlaybookActivities
 
-PHASE_ATTR = SearchAttributeKey.for_keyword("SignoffPhase")
-REQUESTER_ATTR = SearchAttributeKey.for_keyword("SignoffRequester")
-SERVICES_ATTR = SearchAttributeKey.for_keyword_list("SignoffServices")
-SEARCH_ATTRIBUTES = (PHASE_ATTR, REQUESTER_ATTR, SERVICES_ATTR)
+__all__ = ["SEARCH_ATTRIBUTES", "ChangeRequestWorkflow"]
 
 T = TypeVar("T")
 
@@ -78,10 +87,13 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing):
         self._granted: set[str] = set()
         self._audit_log = AuditLog()
         self._audit_events = False  # facts appended to the chained log, not whole statuses
+        self._inbox = False  # who it waits for, in search attributes (else the phase only)
+        self._notifications: list[asyncio.Task[None]] = []
 
     @workflow.run
     async def run(self, raw: RawValue = None) -> ChangeRequestResult:  # type: ignore[assignment]
         self._audit_events = workflow.patched("audit-events")
+        self._inbox = workflow.patched("inbox-attributes")
         request, self._requester = decode_input(raw)
         if self._requester.raw != request.requester:
             self._status.requester_raw = self._requester.raw
@@ -145,6 +157,8 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing):
             self._set_phase(Phase.PLANNED)
             return
         self._set_phase(Phase.AWAITING_APPROVAL)
+        if plan.policy.auto_approve_risk != Risk.LOW or plan.risk != Risk.LOW:
+            self._notify(None)
         await self._record()
         if not await self._approved(plan):
             return
@@ -220,6 +234,7 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing):
             return False
         finally:
             self._status.waiting_for = None
+            self._stop_notifying()
         if self._status.rejection is not None:
             self._set_phase(Phase.REJECTED)
             return False
@@ -300,6 +315,7 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing):
         self._deciding_step = index
         self._status.waiting_for = f"a decision on step {index} ({step.playbook}): retry, skip or abort"
         self._set_phase(Phase.AWAITING_DECISION)
+        self._notify(index)
         await self._record()
         try:
             await workflow.wait_condition(
@@ -313,6 +329,7 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing):
             )
         self._deciding_step = None
         self._status.waiting_for = None
+        self._stop_notifying()
         if action == Verdict.ABORT:
             self._status.error = f"{self._status.error}; aborted: {self._status.decisions[-1].note or 'by decision'}"
             return action
@@ -344,6 +361,40 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing):
     def _set_phase(self, phase: Phase) -> None:
         self._status.phase = phase
         workflow.upsert_search_attributes([PHASE_ATTR.value_set(phase)])
+        self._show_inbox()
+
+    def _show_inbox(self) -> None:
+        """Approvals received and needed, and who may act now, for `signoff list`."""
+        if self._inbox and self._requester is not None:
+            workflow.upsert_search_attributes(inbox_attributes(self._status, self._requester))
+
+    def _notify(self, step: int | None) -> None:
+        """Tell SIGNOFF_NOTIFY_URL that the request waits for someone. Sent beside the request,
+        never awaited: a receiver that is down delays no one."""
+        plan = self._status.plan
+        if plan is None or not plan.notify or self._requester is None or not workflow.patched("notify"):
+            return
+        sent = notification(self._status, self._requester, step)
+        self._notifications.append(asyncio.create_task(self._send(sent)))
+
+    def _stop_notifying(self) -> None:
+        """The wait is over: a notification still retrying would announce it to no purpose."""
+        for task in self._notifications:
+            task.cancel()
+        self._notifications.clear()
+
+    async def _send(self, sent: Notification) -> None:
+        try:
+            await workflow.execute_activity_method(
+                NotifyActivities.notify,
+                sent,
+                start_to_close_timeout=NOTIFY_TIMEOUT,
+                retry_policy=NOTIFY_RETRY,
+                summary=f"notify: {sent.event}",
+            )
+        except ActivityError as err:
+            if not is_cancelled_exception(err):
+                workflow.logger.warning("notification %s not delivered: %s", sent.delivery, describe(err))
 
 
 async def _shielded(work: Awaitable[T]) -> T:

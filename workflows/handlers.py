@@ -153,6 +153,7 @@ class DecisionHandlers:
             self._authorize(decision)  # the workflow may have moved on while the key was checked
         if decision.verdict == Verdict.APPROVE:
             self._status.approvals.append(decision)
+            self._show_inbox()
         elif decision.verdict == Verdict.REJECT:
             self._status.rejection = decision
         else:
@@ -205,6 +206,9 @@ class DecisionHandlers:
         authorize(
             decision.verdict, who, requester=self._requester, policy=status.plan.policy, approvals=status.approvals
         )
+
+    def _show_inbox(self) -> None:
+        raise NotImplementedError  # ChangeRequestWorkflow's: search attributes are its to set
 
     def _refuse(self, kind: Verdict, refusal: Refused) -> None:
         name = "decide" if kind in DECIDE_ACTIONS else str(kind)

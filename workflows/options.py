@@ -24,6 +24,15 @@ BOOKKEEPING_RETRY = RetryPolicy(
 PLANNING_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=8
 )
+# Notifications retry for about an hour, then give up: nobody waits on them.
+NOTIFY_TIMEOUT = timedelta(seconds=30)
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    maximum_attempts=12,
+    non_retryable_error_types=[ErrorType.NOTIFY_REFUSED],
+)
 PREVIEW_TIMEOUT = timedelta(minutes=10)
 # Only unreachable hosts and killed runs are raised as retryable (activities/classify.py).
 MAX_PLAYBOOK_ATTEMPTS = 4

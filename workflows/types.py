@@ -128,6 +128,7 @@ class ErrorType(enum.StrEnum):
     PlaybookKilled      ansible-playbook died of a signal (retried by Temporal)
     AuditFailed         the git audit cannot be written (a path the filesystem refuses); recorded
     LintFailed          ansible-lint could not lint a failed step's playbook (never retried)
+    NotifyRefused       SIGNOFF_NOTIFY_URL answered 4xx: retrying the same POST will not help
 
     A failed playbook attaches its PlaybookResult, whose `failure_class` and `evidence` say why.
     """
@@ -143,6 +144,7 @@ class ErrorType(enum.StrEnum):
     PLAYBOOK_KILLED = "PlaybookKilled"
     AUDIT_FAILED = "AuditFailed"
     LINT_FAILED = "LintFailed"
+    NOTIFY_REFUSED = "NotifyRefused"
 
 
 # --- workflow input -------------------------------------------------------------------------
@@ -301,6 +303,7 @@ class Plan:
     version: int = 1  # plans recorded before PLAN_VERSION 2 pass every var to every step
     check_mode_preview: bool = False  # whether the workflow previews each step before approval
     failure_analysis: bool = False  # whether a failed step's playbook is linted (workflows.analysis)
+    notify: bool = False  # whether waiting for someone is POSTed to SIGNOFF_NOTIFY_URL (workflows.inbox)
     budget: Budget | None = None  # None in plans recorded before budgets existed
     preview: list[StepPreview] = field(default_factory=list)  # filled in by the workflow
     unmatched_clauses: list[UnmatchedClause] = field(default_factory=list)
