@@ -22,8 +22,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from activities.classify import classify
 from activities.extravars import Scrubber, secret_values
 from activities.processes import stop_leftovers, stop_process_tree
 from activities.rundirs import MARKERS, playbook_env, run_dir, unsafe_yaml, write_private
+from workflows.metrics import PLAYBOOKS_RUNNING
 from workflows.runs import PlaybookProgress, PlaybookResult, RunPlaybookInput, TaskRecord
 from workflows.types import ErrorType, HostPreview, StepPreview
 
@@ -137,6 +140,26 @@ def _message(res: dict[str, Any]) -> str:
     return msg[:_MSG_LIMIT]
 
 
+_running_lock = threading.Lock()
+_running_count: dict[str, int] = {}  # per activity type: the meter labels the gauge with it
+
+
+@contextmanager
+def _running() -> Iterator[None]:
+    """signoff_playbooks_running: Ansible runs in progress in this worker, per activity type."""
+    kind = activity.info().activity_type
+    gauge = activity.metric_meter().create_gauge(PLAYBOOKS_RUNNING, "Ansible runs in progress on this worker")
+    with _running_lock:
+        _running_count[kind] = _running_count.get(kind, 0) + 1
+        gauge.set(_running_count[kind])
+    try:
+        yield
+    finally:
+        with _running_lock:
+            _running_count[kind] -= 1
+            gauge.set(_running_count[kind])
+
+
 class PlaybookActivities:
     def __init__(
         self,
@@ -219,6 +242,10 @@ class PlaybookActivities:
     def _run(self, inp: RunPlaybookInput, recorder: _Recorder, check: bool = False) -> tuple[str, int, str]:
         """ansible-playbook for one step, in a private run dir with the minimal environment;
         returns ansible-runner's status, the exit code and the scrubbed ERROR lines."""
+        with _running():
+            return self._run_counted(inp, recorder, check)
+
+    def _run_counted(self, inp: RunPlaybookInput, recorder: _Recorder, check: bool) -> tuple[str, int, str]:
         playbook = (self._playbook_dir / inp.playbook).resolve()
         if not playbook.is_file() or not playbook.is_relative_to(self._playbook_dir):
             raise ApplicationError(

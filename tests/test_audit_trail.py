@@ -19,13 +19,14 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from temporalio.client import WorkflowHandle
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.audit_repo import AuditRepo
 from activities.audit_trail import AuditTrail, request_file
-from activities.db import MIGRATIONS, Base, make_engine, migrate
+from activities.db import MIGRATIONS, SCHEMA_HEAD, Base, make_engine, migrate, migrate_in_child, schema_revision
 from tests.conftest import with_policy
 from tests.helpers import db_rows, start_request, wait_for_phase
 from tests.test_cli import signoff
@@ -345,3 +346,26 @@ async def test_signoff_db_upgrade_migrates_an_empty_database(postgres: Any) -> N
     assert {"change_requests", "decisions", "steps", "tasks", "audit_events", "lint_suggestions"} <= tables
     [version] = db_rows(url, "SELECT version_num FROM alembic_version")
     assert version["version_num"] == "0007"
+
+
+def test_a_worker_migrates_in_a_child_and_never_loads_alembic(postgres: Any) -> None:
+    """The worker's migration runs in a process of its own when the schema is behind; a worker
+    whose database is at SCHEMA_HEAD does not run it at all. Alembic never stays resident."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_HEAD
+    engine = make_engine(postgres.create_database("upgrade_by_worker"))
+    try:
+        assert schema_revision(engine) is None
+        migrate_in_child(engine)
+        assert schema_revision(engine) == SCHEMA_HEAD
+        migrate_in_child(engine)  # at head: nothing to run
+    finally:
+        engine.dispose()
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, workers.worker, workers.cli; print('alembic' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "False"

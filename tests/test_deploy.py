@@ -166,6 +166,8 @@ def test_kubernetes_worker_runs_non_root_and_drains() -> None:
     assert pod["terminationGracePeriodSeconds"] >= 60
     assert {"requests", "limits"} <= set(container["resources"])
     assert {"configMapRef": {"name": "signoff-worker"}} in container["envFrom"]
+    assert container["readinessProbe"]["exec"]["command"] == ["signoff", "worker", "--check"]
+    assert "livenessProbe" not in container, "an outage is waited out, not restarted away"
     [db_url] = [e for e in container["env"] if e["name"] == "SIGNOFF_DATABASE_URL"]
     assert db_url["valueFrom"]["secretKeyRef"] == {"name": "signoff-db", "key": "url"}
     assert not [d for d in k8s_docs() if d["kind"] == "Secret"], "no real Secret in the repository"

@@ -3,6 +3,7 @@ kills the running playbook. Every ending is audited."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import psutil
@@ -98,6 +99,10 @@ async def test_cancel_kills_the_running_playbook_and_is_audited(env: WorkflowEnv
             assert _sleepers(handle.id), "the playbook's `sleep 600` has not started yet"
 
         await assert_eventually(sleeping, timeout=60)
+        # Ansible runs nicer than the worker, so it never slows the worker's own threads.
+        nice = {p.pid: p.nice() for p in processes_of(handle.id)}
+        assert set(nice.values()) == {settings.playbook_nice}, nice
+        assert os.getpriority(os.PRIO_PROCESS, 0) == 0, "the worker's event loop keeps its priority"
         await handle.cancel()
         with pytest.raises(WorkflowFailureError) as failed:
             await handle.result()

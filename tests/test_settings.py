@@ -131,3 +131,14 @@ def test_bad_auto_approve_risk_names_the_variable(raw: str) -> None:
 
     assert "SIGNOFF_AUTO_APPROVE_RISK" in str(caught.value)
     assert "none, low" in str(caught.value)
+
+
+def test_worker_tuning_defaults_and_bounds() -> None:
+    settings = from_env()
+    assert (settings.workflow_cache, settings.playbook_nice) == (100, 10)
+    tuned = from_env(SIGNOFF_WORKFLOW_CACHE="25", SIGNOFF_PLAYBOOK_NICE="0")
+    assert (tuned.workflow_cache, tuned.playbook_nice) == (25, 0)
+    bad = [("SIGNOFF_WORKFLOW_CACHE", "0"), ("SIGNOFF_PLAYBOOK_NICE", "20"), ("SIGNOFF_PLAYBOOK_NICE", "-5")]
+    for name, raw in bad:
+        with pytest.raises(ConfigError, match=name):
+            from_env(**{name: raw})

@@ -15,12 +15,12 @@ from temporalio.client import Client
 
 from activities.catalog import Planner
 from activities.discovery import discover
-from workers import cli_audit, cli_codec, cli_list, cli_suggestions, ops, render
+from workers import cli_audit, cli_codec, cli_list, cli_suggestions, health, ops, render
 from workers.cli_run import As, Json, RequestId, connect, console, errors, run
 from workers.devstack import dev_stack, free_port
 from workers.settings import Settings
 from workers.signing import sign_decision
-from workers.worker import DEFAULT_ADDRESS, run_worker, running_worker
+from workers.worker import DEFAULT_ADDRESS, limit_malloc_arenas, run_worker, running_worker
 from workflows.types import (
     ApproveInput,
     ChangeRequestInput,
@@ -253,10 +253,28 @@ def playbooks(
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    check: Annotated[
+        bool, typer.Option("--check", help="Only check that Temporal, PostgreSQL, playbooks and audit repo are usable.")
+    ] = False,
+) -> None:
     """Run a worker against configured services (TEMPORAL_*, SIGNOFF_*)."""
+    if check:
+        run(_check(Settings.from_env()))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run(run_worker(Settings.from_env()))
+
+
+async def _check(settings: Settings) -> int:
+    """Exit 0 when a worker could start and work here; else 1, naming the first part that is not usable."""
+    checks = await health.check_all(settings)
+    for found in checks:
+        console.print(f"{'ok' if found.ok else 'FAILED':6}  {found.name}: {found.detail}")
+    failed = next((c for c in checks if not c.ok), None)
+    if failed is None:
+        return 0
+    errors.print(f"not ready: {failed.name}: {failed.detail}", markup=False)
+    return 1
 
 
 @app.command()
@@ -266,10 +284,11 @@ def dev(
     """Run everything locally: Temporal, PostgreSQL, example playbooks, audit repo, a worker."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     address = os.environ.get("TEMPORAL_ADDRESS") or DEFAULT_ADDRESS
+    limit_malloc_arenas()
 
     async def main() -> None:
         async with dev_stack(address=address, ui_port=ui_port) as stack:
-            client = await connect(stack.address)
+            client = await connect(stack.address, stack.settings.metrics_address)
             async with running_worker(client, stack.settings):
                 for line in stack.started:
                     console.print(f"started {line}")

@@ -73,6 +73,7 @@ PASSED_THROUGH = (
     "workflows.locking",
     "workflows.auditing",
     "workflows.inbox",
+    "workflows.metrics",
     "precis_i18n",
     "confusable_homoglyphs",
 )

@@ -35,6 +35,10 @@ class Settings:
     # Requests kept in memory between workflow tasks (SIGNOFF_WORKFLOW_CACHE). Requests wait days
     # for people: one evicted from the cache is replayed from its history when someone answers.
     workflow_cache: int = 100
+    # Ansible runs this much nicer than the worker (SIGNOFF_PLAYBOOK_NICE, 0-19): playbooks are
+    # batch work, while approvals, locks and audit writes wait on the worker's own threads.
+    playbook_nice: int = 10
+    metrics_address: str | None = None  # host:port serving Prometheus /metrics (SIGNOFF_METRICS_ADDRESS)
     # default `timeout` and `idle_timeout` of a playbook whose header sets none, in seconds
     playbook_timeouts: tuple[int, int] = (2 * 3600, 3600)
     allowed_signers: Path | None = None  # OpenSSH allowed_signers: decisions must be signed (SIGNOFF_ALLOWED_SIGNERS)
@@ -74,6 +78,8 @@ class Settings:
             failure_analysis=_choice(env, "SIGNOFF_FAILURE_ANALYSIS", ("on", "off"), "on") == "on",
             playbook_concurrency=_positive_int(env, "SIGNOFF_PLAYBOOK_CONCURRENCY", os.cpu_count() or 2),
             workflow_cache=_positive_int(env, "SIGNOFF_WORKFLOW_CACHE", 100),
+            playbook_nice=_int_in(env, "SIGNOFF_PLAYBOOK_NICE", 0, 19, 10),
+            metrics_address=_address(env, "SIGNOFF_METRICS_ADDRESS"),
             playbook_timeouts=(
                 int(_seconds(env, "SIGNOFF_PLAYBOOK_TIMEOUT", "2h")),
                 int(_seconds(env, "SIGNOFF_IDLE_TIMEOUT", "1h")),
@@ -143,6 +149,25 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         return default
     if not re.fullmatch(r"[0-9]+", raw.strip()) or int(raw) < 1:
         raise ConfigError(f"{name}={raw!r}: expected a whole number of at least 1")
+    return int(raw)
+
+
+def _address(env: Mapping[str, str], name: str) -> str | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    host, _, port = raw.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{name}={raw!r}: expected host:port, such as 127.0.0.1:9464")
+    return raw
+
+
+def _int_in(env: Mapping[str, str], name: str, low: int, high: int, default: int) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if not re.fullmatch(r"[0-9]+", raw) or not low <= int(raw) <= high:
+        raise ConfigError(f"{name}={raw!r}: expected a whole number from {low} to {high}")
     return int(raw)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 
 from sqlalchemy.engine import Engine
@@ -15,6 +17,7 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
@@ -23,7 +26,7 @@ from activities.audit_git import AuditGitActivities
 from activities.audit_repo import AuditRepo, init_repo
 from activities.audit_trail import AuditTrail
 from activities.catalog import Planner, PlanningActivities
-from activities.db import make_engine, migrate
+from activities.db import make_engine, migrate_in_child
 from activities.lint import LintActivities
 from activities.locks import LockActivities
 from activities.notify import NotifyActivities
@@ -38,6 +41,7 @@ from workflows.analysis import FailureAnalysisWorkflow
 from workflows.change_request import SEARCH_ATTRIBUTES, ChangeRequestWorkflow
 from workflows.interceptors import SignoffInterceptor
 from workflows.lock import TargetLockWorkflow
+from workflows.metrics import BUCKETS
 from workflows.types import playbook_queue
 
 log = logging.getLogger("signoff.worker")
@@ -49,14 +53,22 @@ SHUTDOWN_GRACE = timedelta(seconds=60)
 DEFAULT_ADDRESS = "localhost:7233"
 
 
-async def connect(address: str | None = None) -> Client:
+async def connect(address: str | None = None, metrics_address: str | None = None) -> Client:
     """A client from TEMPORAL_* variables and the Temporal profile file (envconfig); its
-    payloads are encrypted with SIGNOFF_PAYLOAD_KEYS_FILE's keys where that is set."""
+    payloads are encrypted with SIGNOFF_PAYLOAD_KEYS_FILE's keys where that is set. With
+    `metrics_address` (a worker's SIGNOFF_METRICS_ADDRESS), its runtime serves Prometheus
+    `/metrics` there: the SDK's metrics and signoff's own (workflows.metrics)."""
     config = ClientConfig.load_client_connect_config()
     if address:
         config["target_host"] = address
     config.setdefault("target_host", DEFAULT_ADDRESS)
-    return await Client.connect(**config, data_converter=data_converter_from_env())
+    runtime = metrics_runtime(metrics_address) if metrics_address else None
+    return await Client.connect(**config, data_converter=data_converter_from_env(), runtime=runtime)
+
+
+def metrics_runtime(address: str) -> Runtime:
+    prometheus = PrometheusConfig(bind_address=address, histogram_bucket_overrides=BUCKETS)
+    return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
 
 
 async def ensure_search_attributes(client: Client) -> None:
@@ -84,7 +96,13 @@ async def ensure_search_attributes(client: Client) -> None:
         ) from err
 
 
-def build_workers(client: Client, settings: Settings, engine: Engine, executor: ThreadPoolExecutor) -> list[Worker]:
+def build_workers(
+    client: Client,
+    settings: Settings,
+    engine: Engine,
+    executor: ThreadPoolExecutor,
+    playbook_executor: ThreadPoolExecutor,
+) -> list[Worker]:
     """Two pollers in one process. The task queue serves workflows and bookkeeping; playbooks
     run from their own queue (`<task queue>-playbooks`) with their own slots, so an audit write
     never waits behind Ansible, and at most `playbook_concurrency` of them run at once (Ansible
@@ -141,7 +159,7 @@ def build_workers(client: Client, settings: Settings, engine: Engine, executor: 
         task_queue=playbook_queue(settings.task_queue),
         # ansible-lint of a failed step is CPU-bound for seconds, like a playbook: the same slots.
         activities=[playbooks.run_playbook, playbooks.preview_playbook, lint.analyze_failure],
-        activity_executor=executor,
+        activity_executor=playbook_executor,
         max_concurrent_activities=settings.playbook_concurrency,
         # Heartbeats carry live playbook progress: send the latest at most a second late
         # instead of the default 80% of the heartbeat timeout.
@@ -156,25 +174,60 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
     """A started worker with its engine and thread pool; all closed on exit. Migrates the
     database and creates the audit repository first, where they are not there yet."""
     engine = make_engine(settings.require_database_url())
-    executor = ThreadPoolExecutor(
-        max_workers=BOOKKEEPING_SLOTS + settings.playbook_concurrency, thread_name_prefix="signoff-activity"
+    executor = ThreadPoolExecutor(max_workers=BOOKKEEPING_SLOTS, thread_name_prefix="signoff-activity")
+    playbook_executor = ThreadPoolExecutor(
+        max_workers=settings.playbook_concurrency,
+        thread_name_prefix="signoff-playbook",
+        initializer=lower_priority,
+        initargs=(settings.playbook_nice,),
     )
     try:
-        await asyncio.to_thread(migrate, engine)
+        await asyncio.to_thread(migrate_in_child, engine)
         await asyncio.to_thread(init_repo, settings.audit_repo, settings.audit_remote)
         for stale in await asyncio.to_thread(remove_stale_runs):
             log.warning("removed %s, left by an Ansible run whose worker died", stale)
-        main, runner = build_workers(client, settings, engine, executor)
+        main, runner = build_workers(client, settings, engine, executor, playbook_executor)
         async with runner, main:
             yield main
     finally:
+        playbook_executor.shutdown(wait=True, cancel_futures=True)
         executor.shutdown(wait=True, cancel_futures=True)
         engine.dispose()
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Let glibc's malloc keep at most `arenas` arenas (as MALLOC_ARENA_MAX=2 would). By default
+    every thread that allocates while another does may get an arena of its own, up to 8 per
+    core, and freed memory stays in them: a worker's activity, SDK and gRPC threads then hold
+    ~10 MiB more for nothing (bench/memory.py). A MALLOC_ARENA_MAX in the environment wins; on a
+    libc without mallopt this does nothing."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas)
+
+
+M_ARENA_MAX = -8  # glibc's malloc.h
+
+
+def lower_priority(nice: int) -> None:
+    """Make the calling thread, and every process it starts, `nice` steps nicer. On Linux the
+    nice value belongs to the thread, and a child inherits its parent thread's: Ansible then
+    yields the cores to the worker's event loop and bookkeeping threads, which it would
+    otherwise slow down as much as it slows itself."""
+    if not nice:
+        return
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + nice))
+    except OSError as err:  # not Linux, or a sandbox that forbids it: run at the worker's priority
+        log.warning("cannot lower the priority of playbook threads: %s", err)
+
+
 async def run_worker(settings: Settings, address: str | None = None) -> None:
     settings.require_database_url()
-    client = await connect(address)
+    limit_malloc_arenas()
+    client = await connect(address, settings.metrics_address)
     await ensure_search_attributes(client)
     async with running_worker(client, settings):
         log.info("worker polling task queue %r on %s", settings.task_queue, client.service_client.config.target_host)

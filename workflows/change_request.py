@@ -17,6 +17,7 @@ from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
+from workflows import metrics
 from workflows.audit import AuditLog
 from workflows.auditing import Auditing
 from workflows.digest import plan_digest
@@ -102,6 +103,7 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing):
         workflow.upsert_search_attributes(
             [REQUESTER_ATTR.value_set(request.requester), PHASE_ATTR.value_set(Phase.PLANNING)]
         )
+        metrics.phase_entered(Phase.PLANNING)
         try:
             await self._execute(request)
         except ActivityError as err:
@@ -222,6 +224,7 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing):
             )
             return True
         self._status.waiting_for = f"{policy.required_approvals} approval(s)"
+        since = workflow.now()
         try:
             await workflow.wait_condition(
                 lambda: self._status.rejection is not None or len(self._status.approvals) >= policy.required_approvals,
@@ -235,6 +238,7 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing):
         finally:
             self._status.waiting_for = None
             self._stop_notifying()
+            metrics.approval_waited(workflow.now() - since)
         if self._status.rejection is not None:
             self._set_phase(Phase.REJECTED)
             return False
@@ -275,6 +279,7 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing):
         timeout = (
             timedelta(seconds=run_input.timeout_seconds) if run_input.timeout_seconds else DEFAULT_PLAYBOOK_TIMEOUT
         )
+        started = workflow.now()
         try:
             result = await workflow.execute_activity_method(
                 PlaybookActivities.run_playbook,
@@ -289,8 +294,10 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing):
         except ActivityError as err:
             if is_cancelled_exception(err):
                 step.state = StepState.CANCELLED
+                metrics.step_ran(workflow.now() - started, "cancelled")
                 raise
             step.state = StepState.FAILED
+            metrics.step_ran(workflow.now() - started, "failed")
             step.error = describe(err)
             failed = result_from_details(err)
             if failed is not None:
@@ -302,6 +309,7 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing):
                 await self._record()
             return False
         step.state = StepState.SUCCEEDED
+        metrics.step_ran(workflow.now() - started, "succeeded")
         step.error = step.failure_class = step.evidence = None
         self._take_result(step, result)
         if not self._audit_events:  # else the step's fact goes with the next write
@@ -361,6 +369,7 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing):
     def _set_phase(self, phase: Phase) -> None:
         self._status.phase = phase
         workflow.upsert_search_attributes([PHASE_ATTR.value_set(phase)])
+        metrics.phase_entered(phase)
         self._show_inbox()
 
     def _show_inbox(self) -> None:

@@ -21,6 +21,7 @@ from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows import metrics
 from workflows.approval import (
     Refused,
     authorize,
@@ -213,4 +214,5 @@ class DecisionHandlers:
     def _refuse(self, kind: Verdict, refusal: Refused) -> None:
         name = "decide" if kind in DECIDE_ACTIONS else str(kind)
         workflow.logger.warning("refused %s from %s: %s", name, refusal.who, refusal.reason)
+        metrics.refused(name)
         self._status.refused.append(RefusedSignal(name, refusal.who, refusal.reason, now()))
