@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,7 @@ def _message(res: dict[str, Any]) -> str:
     return msg[:_MSG_LIMIT]
 
 
+STEP: ContextVar[int | None] = ContextVar("signoff_step", default=None)  # for log lines (workers.logs)
 _running_lock = threading.Lock()
 _running_count: dict[str, int] = {}  # per activity type: the meter labels the gauge with it
 
@@ -178,12 +180,15 @@ class PlaybookActivities:
     @activity.defn(name="run_playbook", no_thread_cancel_exception=True)
     def run_playbook(self, inp: RunPlaybookInput) -> PlaybookResult:
         attempt = inp.attempt_offset + activity.info().attempt
+        STEP.set(inp.step)
         recorder = _Recorder(inp, attempt, Scrubber(secret_values(inp.vars, inp.secret_vars)))
         stop_leftovers(inp.workflow_id, inp.step)  # never two copies of a step at once
+        log.info("running %s, attempt %s", inp.playbook, attempt)
         try:
             status, rc, tail = self._run(inp, recorder)
         finally:
             written = self._write_tasks(inp, recorder)
+        log.info("%s ended %s (rc %s): %s", inp.playbook, status, rc, recorder.progress)
         result = PlaybookResult(
             playbook=inp.playbook,
             step=inp.step,
@@ -223,6 +228,7 @@ class PlaybookActivities:
     def preview_playbook(self, inp: RunPlaybookInput) -> StepPreview:
         """The step in check mode (`--check --diff`): per host, what would change. A playbook
         that cannot run in check mode gets "no preview" with the reason, never a failure."""
+        STEP.set(inp.step)
         recorder = _Recorder(inp, activity.info().attempt, Scrubber(secret_values(inp.vars, inp.secret_vars)))
         try:
             status, rc, tail = self._run(inp, recorder, check=True)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -122,3 +123,14 @@ async def test_demo_runs_the_whole_story(tmp_path: Path) -> None:
     assert head.summary.endswith(": succeeded")
     assert [str(p) for p in head.stats.files] == [f".audit/requests/{head.summary.split(':')[0]}.json"]
     shutil.rmtree(demo)
+
+
+def test_the_worker_starts_without_the_other_commands_modules() -> None:
+    """`signoff worker` (workers.main) loads the worker, not the CLI's rendering, dev stack,
+    codec server or lint fixes: memory a long-running process would keep for nothing."""
+    probe = "import sys, workers.main, workers.worker; print(sorted(m for m in WATCHED if m in sys.modules))"
+    watched = ["typer", "rich", "workers.cli", "workers.devstack", "workers.codec_server", "activities.lint_fix"]
+    loaded = subprocess.run(
+        [sys.executable, "-c", f"WATCHED = {watched!r}; {probe}"], capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"

@@ -39,7 +39,7 @@ OURS = re.compile(r"\b(?:SIGNOFF|TEMPORAL)_[A-Z0-9_]+\b")
 def known_names() -> set[str]:
     found = {
         name
-        for module in ("settings.py", "cli.py")
+        for module in ("settings.py", "cli.py", "codec.py", "codec_server.py")
         for name in re.findall(r"[\"'](SIGNOFF_[A-Z0-9_]+)[\"']", (ROOT / "workers" / module).read_text())
     }
     assert {"SIGNOFF_DATABASE_URL", "SIGNOFF_AUDIT_REPO"} <= found  # the grep itself works
@@ -123,7 +123,7 @@ def test_env_names_are_ones_the_project_reads() -> None:
 
 def test_worker_is_started_as_the_signoff_worker_command() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["signoff"] == "workers.cli:app"
+    assert scripts["signoff"] == "workers.main:main"
     assert CliRunner().invoke(app, ["worker", "--help"]).exit_code == 0
     assert CliRunner().invoke(app, ["no-such-command", "--help"]).exit_code != 0
 

@@ -15,12 +15,13 @@ from temporalio.client import Client
 
 from activities.catalog import Planner
 from activities.discovery import discover
-from workers import cli_audit, cli_codec, cli_list, cli_suggestions, health, ops, render
+from workers import cli_audit, cli_codec, cli_list, cli_suggestions, health, logs, ops, render
 from workers.cli_run import As, Json, RequestId, connect, console, errors, run
 from workers.devstack import dev_stack, free_port
 from workers.settings import Settings
 from workers.signing import sign_decision
-from workers.worker import DEFAULT_ADDRESS, limit_malloc_arenas, run_worker, running_worker
+from workers.worker import DEFAULT_ADDRESS, limit_malloc_arenas, running_worker
+from workers.worker import main as worker_main
 from workflows.types import (
     ApproveInput,
     ChangeRequestInput,
@@ -261,8 +262,7 @@ def worker(
     """Run a worker against configured services (TEMPORAL_*, SIGNOFF_*)."""
     if check:
         run(_check(Settings.from_env()))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run(run_worker(Settings.from_env()))
+    worker_main()
 
 
 async def _check(settings: Settings) -> int:
@@ -282,11 +282,11 @@ def dev(
     ui_port: Annotated[int, typer.Option(help="Port of the Temporal Web UI.")] = 8233,
 ) -> None:
     """Run everything locally: Temporal, PostgreSQL, example playbooks, audit repo, a worker."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     address = os.environ.get("TEMPORAL_ADDRESS") or DEFAULT_ADDRESS
     limit_malloc_arenas()
 
     async def main() -> None:
+        logs.configure(logging.WARNING, os.environ.get("SIGNOFF_LOG_FORMAT"))
         async with dev_stack(address=address, ui_port=ui_port) as stack:
             client = await connect(stack.address, stack.settings.metrics_address)
             async with running_worker(client, stack.settings):

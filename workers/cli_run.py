@@ -4,10 +4,6 @@ runs and exits (known errors as one line on stderr, SIGTERM like Ctrl-C)."""
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
-import signal
-import sys
 from collections.abc import Coroutine
 from typing import Annotated, Any, NoReturn
 
@@ -18,6 +14,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from workers import ops
+from workers.process import exit_now, until_terminated
 from workers.settings import ConfigError
 from workers.worker import connect as _connect
 
@@ -40,7 +37,7 @@ async def connect(address: str | None = None, metrics_address: str | None = None
 def run(main: Coroutine[Any, Any, int | None]) -> NoReturn:
     """Run a command; known errors become one line on stderr and exit code 1."""
     try:
-        code = asyncio.run(_until_terminated(main)) or 0
+        code = asyncio.run(until_terminated(main)) or 0
     except (ops.OperationError, ConfigError) as err:
         errors.print(f"[red]error:[/red] {escape(str(err))}")
         code = 1
@@ -56,25 +53,4 @@ def run(main: Coroutine[Any, Any, int | None]) -> NoReturn:
         code = 1
     except KeyboardInterrupt:
         code = 130
-    _exit(code)
-
-
-def _exit(code: int) -> NoReturn:
-    """Exit without interpreter finalization. The Temporal client's Rust threads can call into
-    a finalizing interpreter, which aborts a finished command with SIGABRT now and then
-    (temporalio/sdk-python#300; seen here in 3 of 40 runs on a busy machine). Everything this
-    process started has been stopped by now; only output is left to flush."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-async def _until_terminated(main: Coroutine[Any, Any, int | None]) -> int | None:
-    """SIGTERM (systemd, Kubernetes) stops a command as cleanly as Ctrl-C does."""
-    task = asyncio.ensure_future(main)
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        return await task
-    except asyncio.CancelledError:
-        return 0
+    exit_now(code)

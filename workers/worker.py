@@ -6,11 +6,13 @@ import asyncio
 import ctypes
 import logging
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
+from typing import NoReturn
 
 from sqlalchemy.engine import Engine
 from temporalio.api.enums.v1 import IndexedValueType
@@ -34,9 +36,11 @@ from activities.playbook_cache import CatalogCache
 from activities.playbooks import PlaybookActivities
 from activities.rundirs import playbook_env, remove_stale_runs
 from activities.signatures import SignatureActivities
+from workers import logs
 from workers.codec import data_converter_from_env
+from workers.process import exit_now, until_terminated
 from workers.sandbox import workflow_runner
-from workers.settings import Settings
+from workers.settings import ConfigError, Settings
 from workflows.analysis import FailureAnalysisWorkflow
 from workflows.change_request import SEARCH_ATTRIBUTES, ChangeRequestWorkflow
 from workflows.interceptors import SignoffInterceptor
@@ -222,6 +226,20 @@ def lower_priority(nice: int) -> None:
         os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + nice))
     except OSError as err:  # not Linux, or a sandbox that forbids it: run at the worker's priority
         log.warning("cannot lower the priority of playbook threads: %s", err)
+
+
+def main() -> NoReturn:
+    """`signoff worker`: run until SIGTERM or Ctrl-C; a configuration problem is one line on
+    stderr and exit code 1."""
+    try:
+        logs.configure(logging.INFO, os.environ.get("SIGNOFF_LOG_FORMAT"))
+        code = asyncio.run(until_terminated(run_worker(Settings.from_env()))) or 0
+    except (ConfigError, RuntimeError) as err:  # settings; Temporal unreachable, search attributes
+        print(f"error: {err}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    exit_now(code)
 
 
 async def run_worker(settings: Settings, address: str | None = None) -> None:
