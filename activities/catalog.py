@@ -163,6 +163,13 @@ def _place(step: Step, limit: str | None, inventory: Inventory, request_vars: Ma
         return (
             f"would touch no host: its hosts ({', '.join(entry.hosts) or 'none'}) match nothing in the inventory{where}"
         )
+    try:
+        sites = inventory.sites(hosts)
+    except InventoryError as err:
+        return str(err)
+    if len(sites) > 1:  # one run of ansible-playbook runs in one place
+        where = "; ".join(f"{site or 'no site'}: {', '.join(names)}" for site, names in sites.items())
+        return f"its hosts are at more than one site ({where}): narrow the request to one site"
     return PlannedStep(
         playbook=entry.path,
         service=step.service,
@@ -180,6 +187,7 @@ def _place(step: Step, limit: str | None, inventory: Inventory, request_vars: Ma
         idle_timeout_seconds=entry.idle_timeout,
         max_attempts=entry.max_attempts,
         max_execution_seconds=entry.max_execution_time,
+        site=next(iter(sites)),
     )
 
 

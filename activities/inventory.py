@@ -25,13 +25,16 @@ from typing import Final
 
 from ansible.errors import AnsibleError
 from ansible.inventory.manager import InventoryManager, split_host_pattern
+from ansible.vars.manager import VariableManager
 from rapidfuzz import fuzz, process
 
 from activities.inventory_source import Fingerprint, InventoryError, fingerprint, read, reason_of
+from workflows.types import SITE_NAME
 
 # Groups Ansible creates by itself; see the module docstring for why they are not targets.
 IMPLICIT_GROUPS: Final = frozenset({"all", "ungrouped"})
 MAX_SUGGESTIONS: Final = 5
+SITE_VAR: Final = "signoff_site"
 SUGGESTION_SCORE: Final = 65  # rapidfuzz WRatio: "wbe" still suggests "web", "dtabase" not "db"
 
 _FILLERS: Final = frozenset({"the", "all", "of", "our", "my", "every", "each"})
@@ -76,6 +79,7 @@ class Inventory:
         self.vaulted_files = vaulted
         self._manager = manager
         self._var_names = var_names
+        self._variables: VariableManager | None = None  # made when a site is first asked for
         self._lock = threading.RLock()
         # Ansible's hosts dict keeps file order, which is what "inventory order" means to users.
         self._position = {str(name): index for index, name in enumerate(manager.hosts)}
@@ -125,6 +129,28 @@ class Inventory:
         if limit is not None:
             selected &= set(self.hosts(limit))
         return self._in_order(selected)
+
+    def sites(self, hosts: list[str]) -> dict[str | None, list[str]]:
+        """`hosts` by the site that runs their playbooks: the `signoff_site` Ansible gives each
+        (its own, its groups', group_vars/, host_vars/); None where none is set. A site is a
+        plain name (lowercase letters, digits, dashes; not `playbooks`), never a template."""
+        found: dict[str | None, list[str]] = {}
+        with self._lock:
+            if self._variables is None:
+                self._variables = VariableManager(loader=self._manager._loader, inventory=self._manager)
+            for name in hosts:
+                host = self._manager.get_host(name)
+                if host is None:
+                    raise InventoryError(self.path, f"no such host: {name}")
+                value = self._variables.get_vars(host=host, include_hostvars=False).get(SITE_VAR)
+                if value is not None and (not isinstance(value, str) or not SITE_NAME.fullmatch(value)):
+                    raise InventoryError(
+                        self.path,
+                        f"host {name}: {SITE_VAR} must be a site name (lowercase letters, digits and dashes, "
+                        "at most 40, not `playbooks`)",
+                    )
+                found.setdefault(value, []).append(name)
+        return found
 
     def defined_vars(self, hosts: list[str]) -> frozenset[str]:
         """Names of the variables the inventory defines for every one of `hosts` (empty for none).

@@ -97,7 +97,7 @@ MARKERS = frozenset({"SIGNOFF_WORKFLOW_ID", "SIGNOFF_STEP"})
 # What a playbook inherits from the worker's environment. Everything else (SIGNOFF_DATABASE_URL,
 # TEMPORAL_* credentials, cloud keys) stays with the worker unless SIGNOFF_PLAYBOOK_ENV names it.
 INHERITED_ENV = frozenset(
-    {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "SSH_AUTH_SOCK"}
+    {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "SSH_AUTH_SOCK", "SIGNOFF_SITE"}
 )
 
 

@@ -74,6 +74,8 @@ PASSED_THROUGH = (
     "workflows.auditing",
     "workflows.inbox",
     "workflows.metrics",
+    "workflows.waiting",
+    "workflows.steps",
     "precis_i18n",
     "confusable_homoglyphs",
 )

@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from workflows.approval import check_policy
-from workflows.types import TASK_QUEUE, ApprovalPolicy, Budget
+from workflows.types import SITE_NAME, TASK_QUEUE, ApprovalPolicy, Budget
 
 
 class ConfigError(ValueError):
@@ -38,6 +38,7 @@ class Settings:
     # Ansible runs this much nicer than the worker (SIGNOFF_PLAYBOOK_NICE, 0-19): playbooks are
     # batch work, while approvals, locks and audit writes wait on the worker's own threads.
     playbook_nice: int = 10
+    site: str | None = None  # SIGNOFF_SITE: run only the playbooks of hosts whose `signoff_site` is this
     metrics_address: str | None = None  # host:port serving Prometheus /metrics (SIGNOFF_METRICS_ADDRESS)
     # default `timeout` and `idle_timeout` of a playbook whose header sets none, in seconds
     playbook_timeouts: tuple[int, int] = (2 * 3600, 3600)
@@ -80,6 +81,7 @@ class Settings:
             workflow_cache=_positive_int(env, "SIGNOFF_WORKFLOW_CACHE", 100),
             playbook_nice=_int_in(env, "SIGNOFF_PLAYBOOK_NICE", 0, 19, 10),
             metrics_address=_address(env, "SIGNOFF_METRICS_ADDRESS"),
+            site=_site(env),
             playbook_timeouts=(
                 int(_seconds(env, "SIGNOFF_PLAYBOOK_TIMEOUT", "2h")),
                 int(_seconds(env, "SIGNOFF_IDLE_TIMEOUT", "1h")),
@@ -150,6 +152,16 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if not re.fullmatch(r"[0-9]+", raw.strip()) or int(raw) < 1:
         raise ConfigError(f"{name}={raw!r}: expected a whole number of at least 1")
     return int(raw)
+
+
+def _site(env: Mapping[str, str]) -> str | None:
+    raw = (env.get("SIGNOFF_SITE") or "").strip()
+    if raw and not SITE_NAME.fullmatch(raw):
+        raise ConfigError(
+            f"SIGNOFF_SITE={raw!r}: expected a site name (lowercase letters, digits and dashes, at most 40, "
+            "not `playbooks`), as the inventory's signoff_site says"
+        )
+    return raw or None
 
 
 def _address(env: Mapping[str, str], name: str) -> str | None:

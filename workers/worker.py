@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from datetime import timedelta
 from typing import NoReturn
 
@@ -36,6 +36,7 @@ from activities.playbook_cache import CatalogCache
 from activities.playbooks import PlaybookActivities
 from activities.rundirs import playbook_env, remove_stale_runs
 from activities.signatures import SignatureActivities
+from activities.sites import SiteActivities
 from workers import logs
 from workers.codec import data_converter_from_env
 from workers.process import exit_now, until_terminated
@@ -126,6 +127,7 @@ def build_workers(
     audit_git = AuditGitActivities(settings.audit_repo, settings.audit_remote)
     trail = AuditTrail(engine, AuditRepo(settings.audit_repo, settings.audit_remote))
     locks = LockActivities(client)
+    sites = SiteActivities(client)
     signatures = SignatureActivities(settings.allowed_signers)
     notify = NotifyActivities(settings.notify_url, settings.notify_secret)
     playbooks = PlaybookActivities(
@@ -150,6 +152,7 @@ def build_workers(
             audit_git.commit_audit,
             locks.request_lock,
             locks.is_running,
+            sites.has_worker,
             signatures.verify,
             notify.notify,
             playbooks.run_playbook,
@@ -160,7 +163,7 @@ def build_workers(
     )
     runner = Worker(
         client,
-        task_queue=playbook_queue(settings.task_queue),
+        task_queue=playbook_queue(settings.task_queue, settings.site),
         # ansible-lint of a failed step is CPU-bound for seconds, like a playbook: the same slots.
         activities=[playbooks.run_playbook, playbooks.preview_playbook, lint.analyze_failure],
         activity_executor=playbook_executor,
@@ -170,7 +173,9 @@ def build_workers(
         max_heartbeat_throttle_interval=timedelta(seconds=1),
         graceful_shutdown_timeout=SHUTDOWN_GRACE,
     )
-    return [main, runner]
+    # A site's worker (SIGNOFF_SITE) runs its site's playbooks only; workflows and bookkeeping
+    # stay with the workers of the main task queue.
+    return [runner] if settings.site else [main, runner]
 
 
 @asynccontextmanager
@@ -187,12 +192,15 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
     )
     try:
         await asyncio.to_thread(migrate_in_child, engine)
-        await asyncio.to_thread(init_repo, settings.audit_repo, settings.audit_remote)
+        if not settings.site:  # a site's worker commits no audit
+            await asyncio.to_thread(init_repo, settings.audit_repo, settings.audit_remote)
         for stale in await asyncio.to_thread(remove_stale_runs):
             log.warning("removed %s, left by an Ansible run whose worker died", stale)
-        main, runner = build_workers(client, settings, engine, executor, playbook_executor)
-        async with runner, main:
-            yield main
+        workers = build_workers(client, settings, engine, executor, playbook_executor)
+        async with AsyncExitStack() as running:
+            for started in reversed(workers):  # the playbook poller first
+                await running.enter_async_context(started)
+            yield workers[0]
     finally:
         playbook_executor.shutdown(wait=True, cancel_futures=True)
         executor.shutdown(wait=True, cancel_futures=True)

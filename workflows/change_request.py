@@ -23,30 +23,18 @@ from workflows.auditing import Auditing
 from workflows.digest import plan_digest
 from workflows.handlers import DecisionHandlers
 from workflows.identity import Identity
-from workflows.inbox import (
-    PHASE_ATTR,
-    REQUESTER_ATTR,
-    SEARCH_ATTRIBUTES,
-    SERVICES_ATTR,
-    Notification,
-    inbox_attributes,
-    notification,
-)
+from workflows.inbox import PHASE_ATTR, REQUESTER_ATTR, SEARCH_ATTRIBUTES, SERVICES_ATTR
 from workflows.locking import HostLocks
 from workflows.options import (
     BOOKKEEPING_TIMEOUT,
-    DEFAULT_PLAYBOOK_TIMEOUT,
-    MAX_PLAYBOOK_ATTEMPTS,
-    NOTIFY_RETRY,
-    NOTIFY_TIMEOUT,
     PLANNING_RETRY,
-    PLAYBOOK_RETRY,
     PREVIEW_TIMEOUT,
-    TIMEOUT_MARGIN,
+    SITE_PREVIEW_WAIT,
     over_budget,
 )
-from workflows.payloads import decode_input, describe, now, result_from_details
-from workflows.runs import PlaybookResult, RunPlaybookInput, TaskRecord
+from workflows.payloads import decode_input, describe, now
+from workflows.runs import RunPlaybookInput, TaskRecord
+from workflows.steps import StepRuns
 from workflows.types import (
     NOT_YET_PLANNED,
     WORKFLOW_TYPE,
@@ -64,10 +52,10 @@ from workflows.types import (
     Verdict,
     playbook_queue,
 )
+from workflows.waiting import Waiting
 
 with workflow.unsafe.imports_passed_through():
     from activities.catalog import PlanningActivities
-    from activities.notify import NotifyActivities
     from activities.playbooks import PlaybookActivities
 
 __all__ = ["SEARCH_ATTRIBUTES", "ChangeRequestWorkflow"]
@@ -76,7 +64,7 @@ T = TypeVar("T")
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing):
+class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing, StepRuns, Waiting):
     def __init__(self) -> None:
         self._status = ChangeRequestStatus(workflow_id=workflow.info().workflow_id)
         self._tasks: list[TaskRecord] = []
@@ -183,7 +171,9 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing):
                 return await workflow.execute_activity_method(
                     PlaybookActivities.preview_playbook,
                     run_input,
-                    task_queue=playbook_queue(workflow.info().task_queue),
+                    task_queue=playbook_queue(workflow.info().task_queue, run_input.site),
+                    # a site with no worker: no preview, rather than a plan waiting for one
+                    schedule_to_start_timeout=SITE_PREVIEW_WAIT if run_input.site else None,
                     start_to_close_timeout=PREVIEW_TIMEOUT,
                     heartbeat_timeout=timedelta(seconds=30),
                     retry_policy=RetryPolicy(maximum_attempts=2),
@@ -214,6 +204,7 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing):
             secret_vars=[v.name for v in plan.vars if v.secret],
             timeout_seconds=step.timeout_seconds,
             idle_timeout_seconds=step.idle_timeout_seconds,
+            site=step.site,
         )
 
     async def _approved(self, plan: Plan) -> bool:
@@ -269,53 +260,6 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing):
                     return Phase.FAILED
         return Phase.PARTIAL if skipped else Phase.SUCCEEDED
 
-    async def _run_step(self, index: int, run_input: RunPlaybookInput) -> bool:
-        step = self._status.steps[index - 1]
-        # Attempts of an operator's retry continue the step's numbering: at most
-        # MAX_PLAYBOOK_ATTEMPTS per run, so task ids never repeat.
-        run_input = dataclasses.replace(run_input, attempt_offset=max(step.attempt, step.runs * MAX_PLAYBOOK_ATTEMPTS))
-        step.runs += 1
-        step.state = StepState.RUNNING
-        timeout = (
-            timedelta(seconds=run_input.timeout_seconds) if run_input.timeout_seconds else DEFAULT_PLAYBOOK_TIMEOUT
-        )
-        started = workflow.now()
-        try:
-            result = await workflow.execute_activity_method(
-                PlaybookActivities.run_playbook,
-                run_input,
-                task_queue=playbook_queue(workflow.info().task_queue),
-                start_to_close_timeout=timeout + TIMEOUT_MARGIN,
-                heartbeat_timeout=timedelta(seconds=30),
-                retry_policy=PLAYBOOK_RETRY,
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                summary=f"step {index}: {run_input.playbook}",
-            )
-        except ActivityError as err:
-            if is_cancelled_exception(err):
-                step.state = StepState.CANCELLED
-                metrics.step_ran(workflow.now() - started, "cancelled")
-                raise
-            step.state = StepState.FAILED
-            metrics.step_ran(workflow.now() - started, "failed")
-            step.error = describe(err)
-            failed = result_from_details(err)
-            if failed is not None:
-                self._take_result(step, failed)
-                step.failure_class, step.evidence = failed.failure_class or None, failed.evidence or None
-            await self._analyse(index, run_input, failed)
-            self._status.error = f"step {index} ({run_input.playbook}) failed: {step.error}"
-            if not self._audit_events:  # else recorded with the decision it waits for
-                await self._record()
-            return False
-        step.state = StepState.SUCCEEDED
-        metrics.step_ran(workflow.now() - started, "succeeded")
-        step.error = step.failure_class = step.evidence = None
-        self._take_result(step, result)
-        if not self._audit_events:  # else the step's fact goes with the next write
-            await self._record()
-        return True
-
     async def _decision_on(self, index: int, plan: Plan) -> Verdict:
         step = self._status.steps[index - 1]
         timeout = timedelta(seconds=plan.policy.decision_timeout_seconds)
@@ -345,15 +289,6 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing):
         self._set_phase(Phase.EXECUTING)
         return action
 
-    def _take_result(self, step: StepStatus, result: PlaybookResult) -> None:
-        step.attempt = max(step.attempt, result.attempt)
-        step.ok = result.progress.ok
-        step.changed = result.progress.changed
-        step.failed = result.progress.failed + result.progress.unreachable
-        step.task_ids = [*step.task_ids, *(t.task_id for t in result.tasks)]
-        self._tasks.extend(result.tasks)
-        self._unrecorded_tasks.extend(result.tasks)
-
     async def _cancelled(self) -> None:
         """Audit a cancellation, then let Temporal mark the execution cancelled."""
         self._status.error = "cancelled"
@@ -371,39 +306,6 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing):
         workflow.upsert_search_attributes([PHASE_ATTR.value_set(phase)])
         metrics.phase_entered(phase)
         self._show_inbox()
-
-    def _show_inbox(self) -> None:
-        """Approvals received and needed, and who may act now, for `signoff list`."""
-        if self._inbox and self._requester is not None:
-            workflow.upsert_search_attributes(inbox_attributes(self._status, self._requester))
-
-    def _notify(self, step: int | None) -> None:
-        """Tell SIGNOFF_NOTIFY_URL that the request waits for someone. Sent beside the request,
-        never awaited: a receiver that is down delays no one."""
-        plan = self._status.plan
-        if plan is None or not plan.notify or self._requester is None or not workflow.patched("notify"):
-            return
-        sent = notification(self._status, self._requester, step)
-        self._notifications.append(asyncio.create_task(self._send(sent)))
-
-    def _stop_notifying(self) -> None:
-        """The wait is over: a notification still retrying would announce it to no purpose."""
-        for task in self._notifications:
-            task.cancel()
-        self._notifications.clear()
-
-    async def _send(self, sent: Notification) -> None:
-        try:
-            await workflow.execute_activity_method(
-                NotifyActivities.notify,
-                sent,
-                start_to_close_timeout=NOTIFY_TIMEOUT,
-                retry_policy=NOTIFY_RETRY,
-                summary=f"notify: {sent.event}",
-            )
-        except ActivityError as err:
-            if not is_cancelled_exception(err):
-                workflow.logger.warning("notification %s not delivered: %s", sent.delivery, describe(err))
 
 
 async def _shielded(work: Awaitable[T]) -> T:

@@ -1,9 +1,10 @@
 """The plan digest: `sha256:<hex>` over a canonical form of what will run.
 
 For each step in order: the playbook's path and the SHA-256 of its content when planned, the
-hosts it will touch (or its limit), and the names of the vars it receives with a hash of each
-value. An approval that names this digest approves exactly that; change a playbook, a host or a
-value and the digest changes, and the approval is refused (workflows.approval.check_digest).
+hosts it will touch (or its limit), the site whose workers run it (when one is named), and the
+names of the vars it receives with a hash of each value. An approval that names this digest
+approves exactly that; change a playbook, a host or a value and the digest changes, and the
+approval is refused (workflows.approval.check_digest).
 
 Standard library only, deterministic: it runs inside the workflow.
 """
@@ -37,6 +38,8 @@ def plan_digest(plan: Plan, values: Mapping[str, Any]) -> str:
             "hosts": sorted(step.host_list),
             "limit": step.limit,
             "vars": {name: value_hash(values.get(name)) for name in sorted(step.vars)},
+            # where it runs, only when a site is named: digests of plans without sites stay as they were
+            **({"site": step.site} if step.site else {}),
         }
         for step in plan.steps
     ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -59,6 +60,7 @@ class DecisionHandlers:
     _requester: Identity | None
     _deciding_step: int | None  # the failed step a `decide` is about, while one is awaited
     _decision_order: asyncio.Lock | None = None  # created on first use, in the workflow's event loop
+    _show_inbox: Callable[[], None]  # workflows.waiting's, mixed into ChangeRequestWorkflow too
 
     @workflow.query
     def status(self) -> ChangeRequestStatus:
@@ -207,9 +209,6 @@ class DecisionHandlers:
         authorize(
             decision.verdict, who, requester=self._requester, policy=status.plan.policy, approvals=status.approvals
         )
-
-    def _show_inbox(self) -> None:
-        raise NotImplementedError  # ChangeRequestWorkflow's: search attributes are its to set
 
     def _refuse(self, kind: Verdict, refusal: Refused) -> None:
         name = "decide" if kind in DECIDE_ACTIONS else str(kind)

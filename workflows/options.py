@@ -44,6 +44,10 @@ PLAYBOOK_RETRY = RetryPolicy(
     non_retryable_error_types=[ErrorType.PLAYBOOK_FAILED, ErrorType.PLAYBOOK_ERROR],
 )
 DEFAULT_PLAYBOOK_TIMEOUT = timedelta(hours=2)
+# A step for a site nobody serves asks again after 15 s, then less often, up to every 5 minutes.
+SITE_WAIT_FIRST = timedelta(seconds=15)
+SITE_WAIT_MAX = timedelta(minutes=5)
+SITE_PREVIEW_WAIT = timedelta(minutes=1)  # a site's check-mode preview not started by then: none
 TIMEOUT_MARGIN = timedelta(minutes=5)  # the activity's own watchdog stops the run first
 LOCK_CHECK = timedelta(minutes=5)  # a waiter asks the lock to look at its holder this often
 

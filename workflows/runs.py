@@ -20,6 +20,7 @@ class RunPlaybookInput:
     attempt_offset: int = 0  # attempts of an operator's retry continue the step's numbering
     timeout_seconds: int | None = None  # stop the run after this long (classified timeout)
     idle_timeout_seconds: int | None = None  # stop it after this long without an Ansible event (hung)
+    site: str | None = None  # run by the workers of this site (inventory var `signoff_site`)
 
 
 @dataclass(frozen=True)

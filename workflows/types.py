@@ -10,6 +10,7 @@ mutable state is `ChangeRequestStatus`, which the `status` query returns as it i
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,9 +46,13 @@ class LockState:
     waiting: list[str] = field(default_factory=list)
 
 
-def playbook_queue(task_queue: str) -> str:
-    """Where playbook activities run: their own queue, so they have their own worker slots."""
-    return f"{task_queue}-playbooks"
+SITE_NAME = re.compile(r"(?!playbooks$)[a-z0-9][a-z0-9-]{0,39}")  # a site, as `signoff_site` names it
+
+
+def playbook_queue(task_queue: str, site: str | None = None) -> str:
+    """Where playbook activities run: their own queue, so they have their own worker slots; for
+    a step whose hosts name a site, `<task queue>-<site>`, served by that site's workers only."""
+    return f"{task_queue}-{site}" if site else f"{task_queue}-playbooks"
 
 
 WORKFLOW_TYPE = "ChangeRequestWorkflow"
@@ -112,6 +117,7 @@ class FailureClass(enum.StrEnum):
     HUNG = "hung"  # no Ansible event for its `idle_timeout`
     KILLED = "killed"  # retried with backoff
     ERROR = "error"  # failed before any task, for no reason the table knows
+    NO_WORKER = "no_worker"  # no worker of the step's site polled its queue within its `timeout`
 
 
 class ErrorType(enum.StrEnum):
@@ -255,6 +261,7 @@ class PlannedStep:
     idle_timeout_seconds: int | None = None  # header `idle_timeout:`
     max_attempts: int | None = None  # header `max_attempts:`: the request's budget, overriding the env's
     max_execution_seconds: int | None = None  # header `max_execution_time:`
+    site: str | None = None  # inventory var `signoff_site` of its hosts: run by that site's workers
 
 
 @dataclass(frozen=True)
