@@ -38,6 +38,7 @@ class Settings:
     # Ansible runs this much nicer than the worker (SIGNOFF_PLAYBOOK_NICE, 0-19): playbooks are
     # batch work, while approvals, locks and audit writes wait on the worker's own threads.
     playbook_nice: int = 10
+    deployment: tuple[str, str] | None = None  # SIGNOFF_DEPLOYMENT_NAME, SIGNOFF_BUILD_ID: worker versioning
     site: str | None = None  # SIGNOFF_SITE: run only the playbooks of hosts whose `signoff_site` is this
     metrics_address: str | None = None  # host:port serving Prometheus /metrics (SIGNOFF_METRICS_ADDRESS)
     # default `timeout` and `idle_timeout` of a playbook whose header sets none, in seconds
@@ -82,6 +83,7 @@ class Settings:
             playbook_nice=_int_in(env, "SIGNOFF_PLAYBOOK_NICE", 0, 19, 10),
             metrics_address=_address(env, "SIGNOFF_METRICS_ADDRESS"),
             site=_site(env),
+            deployment=_deployment(env),
             playbook_timeouts=(
                 int(_seconds(env, "SIGNOFF_PLAYBOOK_TIMEOUT", "2h")),
                 int(_seconds(env, "SIGNOFF_IDLE_TIMEOUT", "1h")),
@@ -152,6 +154,17 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if not re.fullmatch(r"[0-9]+", raw.strip()) or int(raw) < 1:
         raise ConfigError(f"{name}={raw!r}: expected a whole number of at least 1")
     return int(raw)
+
+
+def _deployment(env: Mapping[str, str]) -> tuple[str, str] | None:
+    name = (env.get("SIGNOFF_DEPLOYMENT_NAME") or "").strip()
+    build = (env.get("SIGNOFF_BUILD_ID") or "").strip()
+    if bool(name) != bool(build):
+        raise ConfigError("SIGNOFF_DEPLOYMENT_NAME and SIGNOFF_BUILD_ID go together: set both for worker versioning")
+    for value, var in ((name, "SIGNOFF_DEPLOYMENT_NAME"), (build, "SIGNOFF_BUILD_ID")):
+        if value and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value):
+            raise ConfigError(f"{var}={value!r}: expected letters, digits, '.', '_' or '-'")
+    return (name, build) if name else None
 
 
 def _site(env: Mapping[str, str]) -> str | None:

@@ -18,10 +18,11 @@ from sqlalchemy.engine import Engine
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.common import WorkerDeploymentVersion
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from activities.audit_db import AuditDbActivities
 from activities.audit_git import AuditGitActivities
@@ -160,6 +161,7 @@ def build_workers(
         activity_executor=executor,
         max_concurrent_activities=BOOKKEEPING_SLOTS,
         max_cached_workflows=settings.workflow_cache,
+        deployment_config=deployment_config(settings),
     )
     runner = Worker(
         client,
@@ -172,10 +174,21 @@ def build_workers(
         # instead of the default 80% of the heartbeat timeout.
         max_heartbeat_throttle_interval=timedelta(seconds=1),
         graceful_shutdown_timeout=SHUTDOWN_GRACE,
+        deployment_config=deployment_config(settings),
     )
     # A site's worker (SIGNOFF_SITE) runs its site's playbooks only; workflows and bookkeeping
     # stay with the workers of the main task queue.
     return [runner] if settings.site else [main, runner]
+
+
+def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
+    """With SIGNOFF_DEPLOYMENT_NAME and SIGNOFF_BUILD_ID, the worker is a version of a Temporal
+    Worker Deployment: new requests go to the version an operator makes current, and each
+    workflow type says whether its runs stay on their version or follow (README, rollouts)."""
+    if settings.deployment is None:
+        return None
+    name, build = settings.deployment
+    return WorkerDeploymentConfig(version=WorkerDeploymentVersion(name, build), use_worker_versioning=True)
 
 
 @asynccontextmanager

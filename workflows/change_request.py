@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import TypeVar
 
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy
+from temporalio.common import RawValue, RetryPolicy, VersioningBehavior
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
@@ -63,7 +63,11 @@ __all__ = ["SEARCH_ATTRIBUTES", "ChangeRequestWorkflow"]
 T = TypeVar("T")
 
 
-@workflow.defn(name=WORKFLOW_TYPE)
+# Requests wait days for approval: with worker versioning (SIGNOFF_DEPLOYMENT_NAME), a waiting
+# request moves to the current version on its next workflow task, so old workers need not run
+# until it ends. That is safe because every change to this code keeps recorded histories
+# replaying (workflow.patched, tests/test_replay.py).
+@workflow.defn(name=WORKFLOW_TYPE, versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing, StepRuns, Waiting):
     def __init__(self) -> None:
         self._status = ChangeRequestStatus(workflow_id=workflow.info().workflow_id)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import VersioningBehavior
 from temporalio.exceptions import FailureError
 
 from workflows.types import LOCK_WORKFLOW_TYPE, LockInput, LockState
@@ -27,7 +28,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.locks import LockActivities
 
 
-@workflow.defn(name=LOCK_WORKFLOW_TYPE)
+# Lives as long as its target is locked and continues as new: it follows the current version.
+@workflow.defn(name=LOCK_WORKFLOW_TYPE, versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
 class TargetLockWorkflow:
     def __init__(self) -> None:
         self._target = ""
