@@ -15,10 +15,11 @@ from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from activities.db import Base, ChangeRequestRow, DecisionRow, StepRow, TaskRow, table_of
+from activities.db import Base, ChangeRequestRow, DecisionRow, StepRow, TargetEventRow, TaskRow, table_of
 from activities.records import public_status
 from workflows.audit import RequestRecord, submitted
 from workflows.runs import TaskRecord
+from workflows.targets import TargetEvent
 from workflows.types import AuditRecord
 
 
@@ -123,6 +124,12 @@ class AuditDbActivities:
             _upsert(session, DecisionRow, decisions)
             _upsert(session, StepRow, steps)
             _upsert(session, TaskRow, _task_rows(rec.tasks, status.workflow_id))
+
+    @activity.defn(name="record_target_event")
+    def record_target_event(self, event: TargetEvent) -> None:
+        """A pause, resume or breaker trip of a target (workflows/lock.py); a retry writes one row."""
+        with permanent_errors_not_retried(), Session(self._engine) as session, session.begin():
+            _upsert(session, TargetEventRow, [dataclasses.asdict(event)])
 
     def write_tasks(self, tasks: list[TaskRecord], workflow_id: str) -> None:
         """The playbook activity's own write of an attempt's tasks (not an activity itself)."""

@@ -224,6 +224,7 @@ class PlanningActivities:
         budget: Budget | None = None,
         failure_analysis: bool = False,
         notify: bool = False,
+        breaker: tuple[int, float] = (0, 0.0),
     ) -> None:
         """`timeouts`: the `timeout` and `idle_timeout` (seconds) of playbooks whose header sets none."""
         self._planner = planner
@@ -233,6 +234,7 @@ class PlanningActivities:
         self._budget = budget
         self._failure_analysis = failure_analysis
         self._notify = notify
+        self._breaker = breaker  # failed steps within a window (seconds) that pause a host
 
     @activity.defn(name="plan_change")
     def plan_change(self, inp: PlanInput) -> Plan:
@@ -256,6 +258,8 @@ class PlanningActivities:
             check_mode_preview=self._check_mode_preview,
             failure_analysis=self._failure_analysis,
             notify=self._notify,
+            breaker_failures=self._breaker[0],
+            breaker_window_seconds=self._breaker[1],
             budget=request_budget(self._budget, steps),
             unmatched_clauses=draft.unmatched,
             excluded=draft.excluded,

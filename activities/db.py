@@ -118,6 +118,18 @@ class TaskRow(Base):
     duration: Mapped[float] = mapped_column(Float)
 
 
+class TargetEventRow(Base):
+    """A pause, resume or circuit-breaker trip of a target; the key makes a retried write one row."""
+
+    __tablename__ = "target_events"
+
+    target: Mapped[str] = mapped_column(Text, primary_key=True)
+    at: Mapped[str] = mapped_column(Text, primary_key=True)  # ISO 8601, the lock workflow's time
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # pause | resume | trip
+    by: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
 class AuditEventRow(Base):
     """The append-only log: one row per fact, chained. `hash` is the SHA-256 of the previous
     row's hash and this row's canonical content (activities.audit_chain), so an edited, deleted
@@ -191,7 +203,7 @@ def make_engine(url: str) -> Engine:
 
 
 # The newest migration: a worker whose database is there already never loads Alembic.
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 
 
 def schema_revision(engine: Engine) -> str | None:

@@ -13,7 +13,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows.types import LOCK_WORKFLOW_TYPE, LockInput, LockRequest, LockState, lock_workflow_id
+from workflows.targets import LOCK_WORKFLOW_TYPE, LockInput, LockRequest, LockState, lock_workflow_id
 
 
 class LockActivities:

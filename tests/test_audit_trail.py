@@ -345,7 +345,7 @@ async def test_signoff_db_upgrade_migrates_an_empty_database(postgres: Any) -> N
     tables = {r["tablename"] for r in db_rows(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert {"change_requests", "decisions", "steps", "tasks", "audit_events", "lint_suggestions"} <= tables
     [version] = db_rows(url, "SELECT version_num FROM alembic_version")
-    assert version["version_num"] == "0007"
+    assert version["version_num"] == SCHEMA_HEAD
 
 
 def test_a_worker_migrates_in_a_child_and_never_loads_alembic(postgres: Any) -> None:

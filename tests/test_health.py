@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from activities.db import SCHEMA_HEAD
 from tests.test_cli import signoff
 from workers.settings import Settings
 
@@ -45,7 +46,7 @@ async def test_worker_check_names_the_first_unusable_part(
         "ok      inventory",
         "ok      audit repo",
     ]
-    assert "schema 0007" in out
+    assert f"schema {SCHEMA_HEAD}" in out
 
     port = closed_port()
     empty = tmp_path / "no-playbooks"

@@ -22,7 +22,8 @@ from workers.settings import Settings
 from workers.worker import running_worker
 from workflows.change_request import ChangeRequestWorkflow
 from workflows.lock import TargetLockWorkflow
-from workflows.types import LockState, Phase, lock_workflow_id
+from workflows.targets import LockState, lock_workflow_id
+from workflows.types import Phase
 
 STAMP = """# signoff:
 #   service: {service}

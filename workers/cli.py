@@ -7,6 +7,8 @@ import dataclasses
 import logging
 import os
 import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +17,7 @@ from temporalio.client import Client
 
 from activities.catalog import Planner
 from activities.discovery import discover
-from workers import cli_audit, cli_codec, cli_list, cli_suggestions, health, logs, ops, render
+from workers import cli_audit, cli_codec, cli_list, cli_suggestions, cli_targets, health, logs, ops, render, tracing
 from workers.cli_run import As, Json, RequestId, connect, console, errors, run
 from workers.devstack import dev_stack, free_port
 from workers.settings import Settings
@@ -46,6 +48,7 @@ PlanDigest = Annotated[
 cli_audit.register(app)
 cli_codec.register(app)
 cli_list.register(app)
+cli_targets.register(app)
 app.add_typer(cli_suggestions.app, name="suggestions")
 
 
@@ -288,8 +291,8 @@ def dev(
     async def main() -> None:
         logs.configure(logging.WARNING, os.environ.get("SIGNOFF_LOG_FORMAT"))
         async with dev_stack(address=address, ui_port=ui_port) as stack:
-            client = await connect(stack.address, stack.settings.metrics_address)
-            async with running_worker(client, stack.settings):
+            client = await connect(stack.address, stack.settings.metrics_address, tracing=True)
+            async with running_worker(client, stack.settings), _traced():
                 for line in stack.started:
                     console.print(f"started {line}")
                 console.print(f"Temporal Web UI: {stack.ui_url}\nworker on task queue {stack.settings.task_queue!r}")
@@ -308,6 +311,14 @@ def dev(
                 await asyncio.Event().wait()
 
     run(main())
+
+
+@asynccontextmanager
+async def _traced() -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(tracing.shutdown)  # export the spans still queued
 
 
 @app.command()

@@ -27,9 +27,9 @@ As = Annotated[str, typer.Option("--as", help="Who you are (recorded in the audi
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-async def connect(address: str | None = None, metrics_address: str | None = None) -> Client:
+async def connect(address: str | None = None, metrics_address: str | None = None, *, tracing: bool = False) -> Client:
     try:
-        return await _connect(address, metrics_address)
+        return await _connect(address, metrics_address, tracing=tracing)
     except RuntimeError as err:  # the SDK's "Failed client connect"
         raise ops.OperationError(f"cannot reach Temporal ({err}); is `signoff dev` or a server running?") from None
 

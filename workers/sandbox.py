@@ -76,6 +76,7 @@ PASSED_THROUGH = (
     "workflows.metrics",
     "workflows.waiting",
     "workflows.steps",
+    "workflows.targets",
     "precis_i18n",
     "confusable_homoglyphs",
 )

@@ -39,6 +39,7 @@ class Settings:
     # batch work, while approvals, locks and audit writes wait on the worker's own threads.
     playbook_nice: int = 10
     deployment: tuple[str, str] | None = None  # SIGNOFF_DEPLOYMENT_NAME, SIGNOFF_BUILD_ID: worker versioning
+    breaker: tuple[int, float] = (3, 3600.0)  # SIGNOFF_BREAKER_FAILURES (0: off), SIGNOFF_BREAKER_WINDOW
     site: str | None = None  # SIGNOFF_SITE: run only the playbooks of hosts whose `signoff_site` is this
     metrics_address: str | None = None  # host:port serving Prometheus /metrics (SIGNOFF_METRICS_ADDRESS)
     # default `timeout` and `idle_timeout` of a playbook whose header sets none, in seconds
@@ -83,6 +84,10 @@ class Settings:
             playbook_nice=_int_in(env, "SIGNOFF_PLAYBOOK_NICE", 0, 19, 10),
             metrics_address=_address(env, "SIGNOFF_METRICS_ADDRESS"),
             site=_site(env),
+            breaker=(
+                _int_in(env, "SIGNOFF_BREAKER_FAILURES", 0, 1000, 3),
+                _seconds(env, "SIGNOFF_BREAKER_WINDOW", "1h"),
+            ),
             deployment=_deployment(env),
             playbook_timeouts=(
                 int(_seconds(env, "SIGNOFF_PLAYBOOK_TIMEOUT", "2h")),

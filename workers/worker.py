@@ -38,13 +38,14 @@ from activities.playbooks import PlaybookActivities
 from activities.rundirs import playbook_env, remove_stale_runs
 from activities.signatures import SignatureActivities
 from activities.sites import SiteActivities
-from workers import logs
+from workers import logs, tracing
 from workers.codec import data_converter_from_env
 from workers.process import exit_now, until_terminated
 from workers.sandbox import workflow_runner
 from workers.settings import ConfigError, Settings
+from workers.tracing import interceptors as tracing_interceptors
 from workflows.analysis import FailureAnalysisWorkflow
-from workflows.change_request import SEARCH_ATTRIBUTES, ChangeRequestWorkflow
+from workflows.change_request import SEARCH_ATTRIBUTES, VERSIONING_BEHAVIOR, ChangeRequestWorkflow
 from workflows.interceptors import SignoffInterceptor
 from workflows.lock import TargetLockWorkflow
 from workflows.metrics import BUCKETS
@@ -59,17 +60,25 @@ SHUTDOWN_GRACE = timedelta(seconds=60)
 DEFAULT_ADDRESS = "localhost:7233"
 
 
-async def connect(address: str | None = None, metrics_address: str | None = None) -> Client:
+async def connect(address: str | None = None, metrics_address: str | None = None, *, tracing: bool = False) -> Client:
     """A client from TEMPORAL_* variables and the Temporal profile file (envconfig); its
     payloads are encrypted with SIGNOFF_PAYLOAD_KEYS_FILE's keys where that is set. With
     `metrics_address` (a worker's SIGNOFF_METRICS_ADDRESS), its runtime serves Prometheus
-    `/metrics` there: the SDK's metrics and signoff's own (workflows.metrics)."""
+    `/metrics` there: the SDK's metrics and signoff's own (workflows.metrics). With `tracing`
+    (a worker's, and `signoff dev`'s; the CLI's commands leave it off) and
+    OTEL_EXPORTER_OTLP_ENDPOINT set, the client and the workers built on it export OpenTelemetry
+    spans there (workers.tracing; call `workers.tracing.shutdown()` on the way out)."""
     config = ClientConfig.load_client_connect_config()
     if address:
         config["target_host"] = address
     config.setdefault("target_host", DEFAULT_ADDRESS)
     runtime = metrics_runtime(metrics_address) if metrics_address else None
-    return await Client.connect(**config, data_converter=data_converter_from_env(), runtime=runtime)
+    return await Client.connect(
+        **config,
+        data_converter=data_converter_from_env(),
+        runtime=runtime,
+        interceptors=tracing_interceptors() if tracing else [],
+    )
 
 
 def metrics_runtime(address: str) -> Runtime:
@@ -122,6 +131,7 @@ def build_workers(
         settings.budget,
         failure_analysis=settings.failure_analysis,
         notify=settings.notify_url is not None,
+        breaker=settings.breaker,
     )
     lint = LintActivities(engine, settings.playbook_dir)
     audit_db = AuditDbActivities(engine)
@@ -150,6 +160,7 @@ def build_workers(
             trail.finish,
             # Whole-status records, for requests started before the chained audit events.
             audit_db.record,
+            audit_db.record_target_event,
             audit_git.commit_audit,
             locks.request_lock,
             locks.is_running,
@@ -188,7 +199,13 @@ def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
     if settings.deployment is None:
         return None
     name, build = settings.deployment
-    return WorkerDeploymentConfig(version=WorkerDeploymentVersion(name, build), use_worker_versioning=True)
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(name, build),
+        use_worker_versioning=True,
+        # ChangeRequestWorkflow's, and so the lock workflows' (they live as long as their target is
+        # locked) and the failure analysis' (seconds long, and its code replays as well).
+        default_versioning_behavior=VERSIONING_BEHAVIOR,
+    )
 
 
 @asynccontextmanager
@@ -266,8 +283,13 @@ def main() -> NoReturn:
 async def run_worker(settings: Settings, address: str | None = None) -> None:
     settings.require_database_url()
     limit_malloc_arenas()
-    client = await connect(address, settings.metrics_address)
-    await ensure_search_attributes(client)
-    async with running_worker(client, settings):
-        log.info("worker polling task queue %r on %s", settings.task_queue, client.service_client.config.target_host)
-        await asyncio.Event().wait()
+    client = await connect(address, settings.metrics_address, tracing=True)
+    try:
+        await ensure_search_attributes(client)
+        async with running_worker(client, settings):
+            log.info(
+                "worker polling task queue %r on %s", settings.task_queue, client.service_client.config.target_host
+            )
+            await asyncio.Event().wait()
+    finally:
+        await asyncio.to_thread(tracing.shutdown)  # export the spans still queued

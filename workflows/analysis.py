@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import RetryPolicy
 
 from workflows.runs import AnalyzeFailureInput
 from workflows.types import ErrorType, playbook_queue
@@ -34,8 +34,7 @@ def analysis_workflow_id(inp: AnalyzeFailureInput) -> str:
     return f"{inp.workflow_id}/lint/{inp.step}/{inp.attempt}"
 
 
-# Seconds long: it ends on the version it started on.
-@workflow.defn(name=ANALYSIS_WORKFLOW_TYPE, versioning_behavior=VersioningBehavior.PINNED)
+@workflow.defn(name=ANALYSIS_WORKFLOW_TYPE)
 class FailureAnalysisWorkflow:
     @workflow.run
     async def run(self, inp: AnalyzeFailureInput) -> int:

@@ -63,11 +63,16 @@ __all__ = ["SEARCH_ATTRIBUTES", "ChangeRequestWorkflow"]
 T = TypeVar("T")
 
 
-# Requests wait days for approval: with worker versioning (SIGNOFF_DEPLOYMENT_NAME), a waiting
-# request moves to the current version on its next workflow task, so old workers need not run
-# until it ends. That is safe because every change to this code keeps recorded histories
-# replaying (workflow.patched, tests/test_replay.py).
-@workflow.defn(name=WORKFLOW_TYPE, versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+# How a request behaves under worker versioning (SIGNOFF_DEPLOYMENT_NAME): auto-upgrade.
+# Requests wait days for approval; a waiting request moves to the current version on its next
+# workflow task, so old workers need not run until it ends. That is safe because every change
+# to this code keeps recorded histories replaying (workflow.patched, tests/test_replay.py).
+# Versioned workers apply it as their default (workers.worker.deployment_config): a behaviour
+# on @workflow.defn would be sent by unversioned workers too, and Temporal refuses it from them.
+VERSIONING_BEHAVIOR = VersioningBehavior.AUTO_UPGRADE
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
 class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing, StepRuns, Waiting):
     def __init__(self) -> None:
         self._status = ChangeRequestStatus(workflow_id=workflow.info().workflow_id)
@@ -234,6 +239,21 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing, StepRuns, Wai
             self._status.waiting_for = None
             self._stop_notifying()
             metrics.approval_waited(workflow.now() - since)
+            # The wait as a span, when the worker traces (workers.tracing gives this function).
+            # Not while replaying, so once; it adds no command, so histories replay as before.
+            span = workflow.extern_functions().get("signoff_timed_span")
+            if span is not None and not workflow.unsafe.is_replaying():
+                outcome = (
+                    "rejected"
+                    if self._status.rejection is not None
+                    else "approved"
+                    if len(self._status.approvals) >= policy.required_approvals
+                    else "expired"
+                    if self._status.phase == Phase.EXPIRED
+                    else "cancelled"
+                )
+                attributes = {"signoff.outcome": outcome, "signoff.approvals": len(self._status.approvals)}
+                span("approval wait", since, workflow.now(), attributes)
         if self._status.rejection is not None:
             self._set_phase(Phase.REJECTED)
             return False

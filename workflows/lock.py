@@ -12,46 +12,82 @@ The lock itself keeps no timers: it does nothing while nobody asks.
 
 The history grows with every holder, so the workflow continues as new when Temporal suggests
 it, carrying its queue.
+
+A target can be paused (`pause`, by a person, or by the circuit breaker after `trip_after` failed
+steps on it within a window, which requests report with `step_failed`): while paused it grants
+nothing new, the holder it has keeps it, and the requests waiting are told why. `resume` lifts
+it. Each pause, resume and trip is written to the audit.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import VersioningBehavior
-from temporalio.exceptions import FailureError
+from temporalio.exceptions import ApplicationError, FailureError
 
-from workflows.types import LOCK_WORKFLOW_TYPE, LockInput, LockState
+from workflows.identity import IdentityRefused, identify
+from workflows.options import BOOKKEEPING_RETRY, BOOKKEEPING_TIMEOUT
+from workflows.targets import (
+    BREAKER,
+    LOCK_WORKFLOW_TYPE,
+    MAX_REASON,
+    LockInput,
+    LockState,
+    PauseInput,
+    StepFailed,
+    TargetEvent,
+    TargetPause,
+    breaker_trips,
+)
 
 with workflow.unsafe.imports_passed_through():
+    from activities.audit_db import AuditDbActivities
     from activities.locks import LockActivities
 
 
-# Lives as long as its target is locked and continues as new: it follows the current version.
-@workflow.defn(name=LOCK_WORKFLOW_TYPE, versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn(name=LOCK_WORKFLOW_TYPE)
 class TargetLockWorkflow:
     def __init__(self) -> None:
         self._target = ""
         self._holder: str | None = None
         self._queue: list[str] = []
         self._check = False
+        self._paused: TargetPause | None = None
+        self._failures: list[str] = []
+        self._events: list[TargetEvent] = []  # pauses, resumes and trips not yet in the audit
+        self._notes: list[asyncio.Task[None]] = []
 
     @workflow.run
     async def run(self, inp: LockInput) -> None:
         self._target = inp.target
         self._queue = [*inp.queue, *(q for q in self._queue if q not in inp.queue)]
+        self._paused = self._paused or inp.paused
+        self._failures = [*inp.failures, *self._failures]
         while True:
+            if self._events:
+                await self._audit_events()
+                continue
             if self._check:
                 self._check = False
                 await self._drop_closed_holder()
-            if self._holder is None and self._queue:
+            if self._holder is None and self._queue and self._paused is None:
                 await self._grant(self._queue.pop(0))
                 continue
             if workflow.info().is_continue_as_new_suggested() and workflow.all_handlers_finished():
                 carried = ([self._holder] if self._holder else []) + self._queue
-                workflow.continue_as_new(LockInput(self._target, carried))
-            await workflow.wait_condition(lambda: self._check or (self._holder is None and bool(self._queue)))
+                workflow.continue_as_new(LockInput(self._target, carried, self._paused, self._failures))
+            await workflow.wait_condition(
+                lambda: (
+                    self._check
+                    or bool(self._events)
+                    or (self._holder is None and bool(self._queue) and self._paused is None)
+                )
+            )
 
     async def _grant(self, holder: str) -> None:
         self._holder = holder
@@ -91,4 +127,99 @@ class TargetLockWorkflow:
 
     @workflow.query
     def state(self) -> LockState:
-        return LockState(target=self._target, holder=self._holder, waiting=list(self._queue))
+        return LockState(target=self._target, holder=self._holder, waiting=list(self._queue), paused=self._paused)
+
+    # --- pause, resume and the circuit breaker ---------------------------------------------
+
+    @workflow.signal(name="pause")
+    async def pause(self, inp: PauseInput) -> None:
+        who = _who(inp)
+        if who is not None:
+            self._pause(who, (inp.reason or "no reason given")[:MAX_REASON])
+
+    @workflow.update(name="pause")
+    async def pause_update(self, inp: PauseInput) -> LockState:
+        self._pause(identify(inp.by).name, (inp.reason or "no reason given")[:MAX_REASON])
+        return self.state()
+
+    @pause_update.validator
+    def _validate_pause(self, inp: PauseInput) -> None:
+        _check_pause(inp)
+
+    @workflow.signal(name="resume")
+    async def resume(self, inp: PauseInput) -> None:
+        who = _who(inp)
+        if who is not None:
+            self._resume(who)
+
+    @workflow.update(name="resume")
+    async def resume_update(self, inp: PauseInput) -> LockState:
+        self._resume(identify(inp.by).name)
+        return self.state()
+
+    @resume_update.validator
+    def _validate_resume(self, inp: PauseInput) -> None:
+        _check_pause(inp)
+        if self._paused is None:
+            raise ApplicationError(f"{self._target} is not paused", non_retryable=True)
+
+    @workflow.signal
+    def step_failed(self, failed: StepFailed) -> None:
+        self._failures, trips = breaker_trips(self._failures, failed, workflow.now())
+        if trips and self._paused is None:
+            window = timedelta(seconds=failed.window_seconds)
+            self._pause(BREAKER, f"{len(self._failures)} failed steps within {window}, the last by {failed.holder}")
+            self._events[-1] = dataclasses.replace(self._events[-1], kind="trip")
+
+    def _pause(self, by: str, reason: str) -> None:
+        self._paused = TargetPause(by=by, reason=reason, at=workflow.now().isoformat())
+        self._events.append(TargetEvent(self._target, "pause", by, reason, self._paused.at))
+        self._tell_waiters()
+
+    def _resume(self, by: str) -> None:
+        if self._paused is None:
+            return
+        self._paused = None
+        self._failures = []  # the breaker counts afresh
+        self._events.append(TargetEvent(self._target, "resume", by, None, workflow.now().isoformat()))
+        self._tell_waiters()
+
+    def _tell_waiters(self) -> None:
+        """The requests waiting for this lock show why it is not coming (or that it may again)."""
+        note = self._paused.describe() if self._paused else "resumed"
+        for waiter in self._queue:
+            handle = workflow.get_external_workflow_handle(waiter)
+            self._notes.append(asyncio.create_task(_signal_quietly(handle, self._target, note)))
+
+    async def _audit_events(self) -> None:
+        events, self._events = self._events, []
+        for event in events:
+            await workflow.execute_activity_method(
+                AuditDbActivities.record_target_event,
+                event,
+                start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+                retry_policy=BOOKKEEPING_RETRY,
+            )
+
+
+def _who(inp: PauseInput) -> str | None:
+    """The normalised name of a signal's sender; None (ignored, logged) for a name not allowed."""
+    try:
+        return identify(inp.by).name
+    except IdentityRefused as err:
+        workflow.logger.warning("ignored a pause or resume from %r: %s", inp.by, err)
+        return None
+
+
+def _check_pause(inp: PauseInput) -> None:
+    try:
+        identify(inp.by)
+    except IdentityRefused as err:
+        raise ApplicationError(f"by: {err}", non_retryable=True) from None
+    if inp.reason is not None and len(inp.reason) > MAX_REASON:
+        raise ApplicationError(f"reason: at most {MAX_REASON} characters", non_retryable=True)
+
+
+async def _signal_quietly(handle: workflow.ExternalWorkflowHandle[Any], target: str, note: str) -> None:
+    with contextlib.suppress(FailureError):  # the waiter is gone
+        await handle.signal("lock_waiting", args=[target, note])

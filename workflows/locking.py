@@ -11,7 +11,8 @@ from temporalio.exceptions import FailureError
 
 from workflows.lock import TargetLockWorkflow
 from workflows.options import BOOKKEEPING_RETRY, BOOKKEEPING_TIMEOUT, LOCK_CHECK
-from workflows.types import ChangeRequestStatus, LockRequest, Plan, lock_workflow_id
+from workflows.targets import LockRequest, StepFailed, lock_workflow_id
+from workflows.types import ChangeRequestStatus, Plan
 
 with workflow.unsafe.imports_passed_through():
     from activities.locks import LockActivities
@@ -36,7 +37,8 @@ class HostLocks:
                 retry_policy=BOOKKEEPING_RETRY,
             )
             held_by = f", held by {state.holder}" if state.holder and state.holder != holder else ""
-            await self._wait_for_lock(target, f"the lock on {target}{held_by}")
+            paused = f": {state.paused.describe()}" if state.paused else ""
+            await self._wait_for_lock(target, f"the lock on {target}{held_by}{paused}")
         self._status.waiting_for = None
 
     async def _wait_for_lock(self, target: str, waiting_for: str) -> None:
@@ -61,6 +63,26 @@ class HostLocks:
         return workflow.get_external_workflow_handle_for(
             TargetLockWorkflow.run, lock_workflow_id(workflow.info().task_queue, target)
         )
+
+    @workflow.signal(name="lock_waiting")
+    def lock_waiting(self, target: str, note: str) -> None:
+        """From a lock workflow this request waits for: it was paused or resumed."""
+        if target in self._locks and target not in self._granted:
+            self._status.waiting_for = f"the lock on {target}: {note}"
+
+    async def _report_failure(self, hosts: list[str]) -> None:
+        """A step failed on `hosts`: their circuit breakers count it (workflows/lock.py)."""
+        plan = self._status.plan
+        if plan is None or not plan.breaker_failures:
+            return
+        failed = StepFailed(
+            self._status.workflow_id, workflow.now().isoformat(), plan.breaker_failures, plan.breaker_window_seconds
+        )
+        for host in hosts:
+            try:
+                await self._lock_handle(host).signal(TargetLockWorkflow.step_failed, failed)
+            except FailureError:  # its lock workflow is gone
+                continue
 
     @workflow.signal(name="lock_granted")
     def lock_granted(self, target: str) -> None:

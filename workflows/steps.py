@@ -44,6 +44,7 @@ class StepRuns:
     # workflows.auditing's, mixed into ChangeRequestWorkflow too
     _record: Callable[[], Awaitable[None]]
     _analyse: Callable[[int, RunPlaybookInput, PlaybookResult | None], Awaitable[None]]
+    _report_failure: Callable[[list[str]], Awaitable[None]]  # workflows.locking's
 
     async def _run_step(self, index: int, run_input: RunPlaybookInput) -> bool:
         step = self._status.steps[index - 1]
@@ -88,6 +89,8 @@ class StepRuns:
                 self._take_result(step, failed)
                 step.failure_class, step.evidence = failed.failure_class or None, failed.evidence or None
             await self._analyse(index, run_input, failed)
+            if self._status.plan is not None:
+                await self._report_failure(self._status.plan.steps[index - 1].host_list)
             self._status.error = f"step {index} ({run_input.playbook}) failed: {step.error}"
             if not self._audit_events:  # else recorded with the decision it waits for
                 await self._record()

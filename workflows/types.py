@@ -19,33 +19,6 @@ from workflows.runs import TaskRecord
 TASK_QUEUE = "signoff"
 
 
-LOCK_WORKFLOW_TYPE = "TargetLockWorkflow"
-
-
-def lock_workflow_id(task_queue: str, target: str) -> str:
-    """The lock workflow of one inventory host (workflows/lock.py), per signoff deployment."""
-    return f"signoff-lock:{task_queue}:{target}"
-
-
-@dataclass(frozen=True)
-class LockRequest:
-    target: str  # an inventory host
-    holder: str  # the change request's workflow id
-
-
-@dataclass(frozen=True)
-class LockInput:
-    target: str
-    queue: list[str] = field(default_factory=list)  # holder first, when carried over by continue-as-new
-
-
-@dataclass(frozen=True)
-class LockState:
-    target: str
-    holder: str | None = None
-    waiting: list[str] = field(default_factory=list)
-
-
 SITE_NAME = re.compile(r"(?!playbooks$)[a-z0-9][a-z0-9-]{0,39}")  # a site, as `signoff_site` names it
 
 
@@ -311,6 +284,9 @@ class Plan:
     check_mode_preview: bool = False  # whether the workflow previews each step before approval
     failure_analysis: bool = False  # whether a failed step's playbook is linted (workflows.analysis)
     notify: bool = False  # whether waiting for someone is POSTed to SIGNOFF_NOTIFY_URL (workflows.inbox)
+    # failed steps on one host within the window that pause it (SIGNOFF_BREAKER_FAILURES, _WINDOW); 0: off
+    breaker_failures: int = 0
+    breaker_window_seconds: float = 0.0
     budget: Budget | None = None  # None in plans recorded before budgets existed
     preview: list[StepPreview] = field(default_factory=list)  # filled in by the workflow
     unmatched_clauses: list[UnmatchedClause] = field(default_factory=list)
