@@ -187,6 +187,7 @@ class TargetLockWorkflow:
     def _tell_waiters(self) -> None:
         """The requests waiting for this lock show why it is not coming (or that it may again)."""
         note = self._paused.describe() if self._paused else "resumed"
+        self._notes = [task for task in self._notes if not task.done()]  # kept only until sent
         for waiter in self._queue:
             handle = workflow.get_external_workflow_handle(waiter)
             self._notes.append(asyncio.create_task(_signal_quietly(handle, self._target, note)))
