@@ -56,6 +56,8 @@ def write_record(session: Session, record: RequestRecord, revision: int) -> None
             "raw": None,
             "plan_digest": None,
             "key_fingerprint": None,
+            "via": None,
+            "subject": None,
         }
         for r in doc["refusals"]
     ]

@@ -80,6 +80,8 @@ class DecisionRow(Base):
     raw: Mapped[str | None] = mapped_column(Text)  # the name as sent, when normalising changed it
     plan_digest: Mapped[str | None] = mapped_column(String(71))  # the plan the decision named
     key_fingerprint: Mapped[str | None] = mapped_column(Text)  # the verified key of a signed decision
+    via: Mapped[str | None] = mapped_column(Text)  # the channel it came through (web, ...), as sent
+    subject: Mapped[str | None] = mapped_column(Text)  # who that channel authenticated, as sent
     decided_at: Mapped[str] = mapped_column(String(64))
 
 
@@ -203,7 +205,7 @@ def make_engine(url: str) -> Engine:
 
 
 # The newest migration: a worker whose database is there already never loads Alembic.
-SCHEMA_HEAD = "0008"
+SCHEMA_HEAD = "0009"
 
 
 def schema_revision(engine: Engine) -> str | None:

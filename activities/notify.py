@@ -1,6 +1,7 @@
 """POST "this request waits for you" to SIGNOFF_NOTIFY_URL (a chat webhook, a pager, an inbox).
 
-The body is the workflow's Notification as JSON; with SIGNOFF_NOTIFY_SECRET it is signed:
+The body is the workflow's Notification as JSON, with `url`, the request's page in the web
+inbox, when SIGNOFF_WEB_URL is set; with SIGNOFF_NOTIFY_SECRET it is signed:
 `X-Signoff-Signature: sha256=<hex HMAC-SHA256 of "<X-Signoff-Timestamp>.<body>">`, so a
 receiver can check it came from signoff and is fresh. `X-Signoff-Delivery` is the same on every
 retry of one event. The URL and secret are the operator's settings; the request supplies only
@@ -17,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -42,16 +44,20 @@ _opener = urllib.request.build_opener(_NoRedirect)
 
 
 class NotifyActivities:
-    def __init__(self, url: str | None, secret: str | None = None) -> None:
+    def __init__(self, url: str | None, secret: str | None = None, web_url: str | None = None) -> None:
         self._url = url
         self._secret = secret
+        self._web_url = web_url  # SIGNOFF_WEB_URL: the body links to the request's page there
 
     @activity.defn(name="notify")
     def notify(self, note: Notification) -> int:
         """Deliver one notification; returns the receiver's HTTP status."""
         if not self._url:  # retried: another worker of the fleet may have it
             raise RuntimeError("SIGNOFF_NOTIFY_URL is not set on this worker")
-        body = json.dumps(dataclasses.asdict(note), sort_keys=True).encode()
+        doc = dataclasses.asdict(note)
+        if self._web_url:
+            doc["url"] = f"{self._web_url}/requests/{quote(note.id, safe='')}"
+        body = json.dumps(doc, sort_keys=True).encode()
         timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",

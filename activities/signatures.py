@@ -1,6 +1,10 @@
 """Signed decisions: an approve, reject or decide checked against the worker's OpenSSH
 allowed_signers file (SIGNOFF_ALLOWED_SIGNERS).
 
+The principals of an allowed_signers line are an OpenSSH pattern list: a line whose principals
+are patterns (`*@example.com`) is an attesting key, such as the web inbox's own key, which
+signs the decisions of the people it has authenticated.
+
 The workflow rebuilds the signed message from its own workflow id and the plan digest, so a
 signature made for another request or another plan does not verify. Whether it verified, and
 with which key, comes back as the activity's result and is recorded in history: replay reads
@@ -11,6 +15,7 @@ the answer instead of reading the file again. Verification is `sshsig` (the SSHS
 from __future__ import annotations
 
 import logging
+import unicodedata
 from pathlib import Path
 
 from sshsig import InvalidSignature, PublicKey, check_signature
@@ -56,13 +61,11 @@ def verify_signature(inp: VerifySignatureInput, signers: list[AllowedSigner]) ->
         return VerifySignatureResult(
             False, key_fingerprint=fingerprint, reason=f"key {fingerprint} is not in the allowed_signers file"
         )
-    if not any(inp.who in _principals(s) for s in allowed):
-        names = sorted({p for s in allowed for p in _principals(s)})
-        return VerifySignatureResult(
-            False,
-            key_fingerprint=fingerprint,
-            reason=f"key {fingerprint} belongs to {', '.join(names)}, not to {inp.who}",
-        )
+    if not any(principals_match(s.principals, inp.who) for s in allowed):
+        shown = sorted({_shown(p) for s in allowed for p in s.principals.split(",") if p.strip()})
+        attesting = any(ch in "".join(shown) for ch in "*?!")
+        owner = f"signs for {', '.join(shown)}, not for" if attesting else f"belongs to {', '.join(shown)}, not to"
+        return VerifySignatureResult(False, key_fingerprint=fingerprint, reason=f"key {fingerprint} {owner} {inp.who}")
     return VerifySignatureResult(True, key_fingerprint=fingerprint)
 
 
@@ -84,15 +87,61 @@ def _namespace_allowed(signer: AllowedSigner) -> bool:
     return namespaces is None or SIGNATURE_NAMESPACE in namespaces.split(",")
 
 
-def _principals(signer: AllowedSigner) -> set[str]:
-    """The line's principals as identities (PRECIS, as every other name is compared); patterns
-    (`*`, `?`) are not expanded: a principal must name one person."""
-    names = set()
-    for principal in signer.principals.split(","):
-        if any(ch in principal for ch in "*?!"):
+def principals_match(principals: str, who: str) -> bool:
+    """Whether an allowed_signers principals field covers `who` (a normalised name), as OpenSSH's
+    match_pattern_list decides: comma-separated patterns where `*` matches any run of characters
+    and `?` one; a pattern starting with `!` that matches refuses, whatever else matches. A line
+    with patterns is an attesting key (the web inbox's): it signs for everyone it covers.
+
+    An exact principal is normalised as every name is (PRECIS). A pattern's literal text is
+    width- and case-mapped the same way (NFKC, lowercase, NFC), so `*@Example.COM` covers
+    `bob@example.com`; wildcards never match what a name cannot hold, since names are normalised
+    (and look-alikes refused) before they get here."""
+    matched = False
+    for raw in principals.split(","):
+        pattern = raw.strip()
+        negated = pattern.startswith("!")
+        pattern = pattern.removeprefix("!")
+        if not pattern or not _glob(_normal(pattern), who):
             continue
+        if negated:
+            return False
+        matched = True
+    return matched
+
+
+def _shown(principal: str) -> str:
+    """A principal as a refusal names it: an exact one normalised, a pattern as written."""
+    text = principal.strip()
+    if any(ch in text for ch in "*?!"):
+        return text
+    try:
+        return identify(text).name
+    except IdentityRefused:
+        return text
+
+
+def _normal(pattern: str) -> str:
+    if not any(ch in pattern for ch in "*?"):
         try:
-            names.add(identify(principal).name)
+            return identify(pattern).name
         except IdentityRefused:
-            continue
-    return names
+            return "\0"  # matches no name: a principal that cannot be a person covers nobody
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFKC", pattern).lower())
+
+
+def _glob(pattern: str, text: str) -> bool:
+    """`*` and `?` only, in O(len(pattern) * len(text)) at worst: no backtracking blow-up."""
+    p = t = 0
+    star, mark = -1, 0
+    while t < len(text):
+        if p < len(pattern) and pattern[p] in ("?", text[t]) and pattern[p] != "*":
+            p, t = p + 1, t + 1
+        elif p < len(pattern) and pattern[p] == "*":
+            star, mark, p = p, t, p + 1
+        elif star >= 0:
+            p, mark = star + 1, mark + 1
+            t = mark
+        else:
+            return False
+    return all(ch == "*" for ch in pattern[p:])

@@ -83,7 +83,9 @@ async def test_waiting_for_approval_and_for_a_decision_is_notified(
     env: WorkflowEnvironment, settings: Settings, receiver: Receiver
 ) -> None:
     receiver.answers = [503, 503]  # the receiver is down for the first two tries
-    settings = dataclasses.replace(settings, notify_url=receiver.url, notify_secret=SECRET)
+    settings = dataclasses.replace(
+        settings, notify_url=receiver.url, notify_secret=SECRET, web_url="https://signoff.example"
+    )
     async with running_worker(env.client, settings):
         handle = await start_request(env, settings, "Deploy hello", vars={"greeting": "not-in-the-notification"})
         status = await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
@@ -124,6 +126,7 @@ async def test_waiting_for_approval_and_for_a_decision_is_notified(
     assert body["plan_digest"].startswith("sha256:")
     assert [(s["index"], s["playbook"]) for s in body["steps"]] == [(1, "hello-deploy.yml")]
     assert (body["approvals"], body["approvals_needed"], body["waiting_for"]) == (0, 1, ["bob", "carol"])
+    assert body["url"] == f"https://signoff.example/requests/{handle.id}", "the web inbox's page of the request"
     assert body["commands"][0] == f"signoff approve {handle.id} --as <you> --plan-digest {body['plan_digest']}"
     assert "not-in-the-notification" not in approval, "var values are not sent"
 

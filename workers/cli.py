@@ -17,11 +17,26 @@ from temporalio.client import Client
 
 from activities.catalog import Planner
 from activities.discovery import discover
-from workers import cli_audit, cli_codec, cli_list, cli_suggestions, cli_targets, health, logs, ops, render, tracing
+from workers import (
+    cli_audit,
+    cli_codec,
+    cli_list,
+    cli_suggestions,
+    cli_targets,
+    cli_web,
+    health,
+    logs,
+    ops,
+    render,
+    tracing,
+)
 from workers.cli_run import As, Json, RequestId, connect, console, errors, run
 from workers.devstack import dev_stack, free_port
 from workers.settings import Settings
 from workers.signing import sign_decision
+from workers.web import server as web_server
+from workers.web.config import WebConfig
+from workers.web.users import generate_password
 from workers.worker import DEFAULT_ADDRESS, limit_malloc_arenas, running_worker
 from workers.worker import main as worker_main
 from workflows.types import (
@@ -49,6 +64,7 @@ cli_audit.register(app)
 cli_codec.register(app)
 cli_list.register(app)
 cli_targets.register(app)
+cli_web.register(app)
 app.add_typer(cli_suggestions.app, name="suggestions")
 
 
@@ -292,10 +308,17 @@ def dev(
         logs.configure(logging.WARNING, os.environ.get("SIGNOFF_LOG_FORMAT"))
         async with dev_stack(address=address, ui_port=ui_port) as stack:
             client = await connect(stack.address, stack.settings.metrics_address, tracing=True)
-            async with running_worker(client, stack.settings), _traced():
+            web = await web_server.build(stack.settings, WebConfig.from_env(stack.settings), client)
+            demo_users = {name: generate_password() for name in ("alice", "bob")}
+            for name, password in demo_users.items():
+                web.users.add(name, password)
+            async with running_worker(client, stack.settings), _traced(), web_server.serving(web):
                 for line in stack.started:
                     console.print(f"started {line}")
                 console.print(f"Temporal Web UI: {stack.ui_url}\nworker on task queue {stack.settings.task_queue!r}")
+                for line in web_server.started_lines(web):
+                    console.print(line)
+                console.print("demo users: " + ", ".join(f"{n} / {p}" for n, p in demo_users.items()))
                 console.print(
                     "\nIn another shell:\n"
                     f'  signoff submit "{DEMO_REQUEST}" --as alice\n'

@@ -155,9 +155,17 @@ def print_status(console: Console, status: ChangeRequestStatus) -> None:
 def decision_line(label: str, decision: Decision) -> str:
     on_step = f" on step {decision.step}" if decision.step else ""
     line = f"{label} {decision.who}{on_step} at {decision.at}"
+    line += channel(decision.via, decision.subject)
     if decision.key_fingerprint:
         line += f", signed with key {decision.key_fingerprint}"
     return line + (f" — {decision.note}" if decision.note else "")
+
+
+def channel(via: str | None, subject: str | None) -> str:
+    """`, via web as local:alice`: where a decision came from, as its sender said."""
+    if not via and not subject:
+        return ""
+    return f", via {via or '?'}" + (f" as {subject}" if subject else "")
 
 
 def progress_line(step: int, total: int, playbook: str, progress: PlaybookProgress) -> str:
@@ -243,7 +251,8 @@ def audit_lines(audit: dict[str, Any]) -> list[str]:
         lines.append(f"  plan: {step['playbook']} on {', '.join(step.get('host_list') or []) or step['hosts']}")
     for d in audit["decisions"]:
         on_step = f" on step {d['step']}" if d["step"] else ""
-        signed = f", signed with key {d['key_fingerprint']}" if d.get("key_fingerprint") else ""
+        signed = channel(d.get("via"), d.get("subject"))
+        signed += f", signed with key {d['key_fingerprint']}" if d.get("key_fingerprint") else ""
         lines.append(f"database: decision {d['verdict']}{on_step} by {d['who']} at {d['decided_at']}{signed}"
                      + (f": {d['note']}" if d["note"] else ""))  # fmt: skip
     lines.extend(f"database: refused {r['verdict']} from {r['who']!r}: {r['note']}" for r in audit["refusals"])

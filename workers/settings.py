@@ -47,6 +47,7 @@ class Settings:
     allowed_signers: Path | None = None  # OpenSSH allowed_signers: decisions must be signed (SIGNOFF_ALLOWED_SIGNERS)
     notify_url: str | None = None  # POST here when a request waits for someone (SIGNOFF_NOTIFY_URL)
     notify_secret: str | None = field(default=None, repr=False)  # HMAC key for it (SIGNOFF_NOTIFY_SECRET)
+    web_url: str | None = None  # the web inbox as browsers reach it (SIGNOFF_WEB_URL): notifications link to it
     budget: Budget = field(
         default_factory=Budget
     )  # SIGNOFF_MAX_STEPS, SIGNOFF_MAX_ATTEMPTS, SIGNOFF_MAX_EXECUTION_TIME
@@ -76,6 +77,7 @@ class Settings:
             allowed_signers=_allowed_signers(env),
             notify_url=_http_url(env, "SIGNOFF_NOTIFY_URL"),
             notify_secret=env.get("SIGNOFF_NOTIFY_SECRET") or None,
+            web_url=(_http_url(env, "SIGNOFF_WEB_URL") or "").rstrip("/") or None,
             playbook_env=tuple(n.strip() for n in env.get("SIGNOFF_PLAYBOOK_ENV", "").split(",") if n.strip()),
             check_mode_preview=_choice(env, "SIGNOFF_PREVIEW", ("on", "off"), "on") == "on",
             failure_analysis=_choice(env, "SIGNOFF_FAILURE_ANALYSIS", ("on", "off"), "on") == "on",

@@ -140,7 +140,7 @@ def build_workers(
     locks = LockActivities(client)
     sites = SiteActivities(client)
     signatures = SignatureActivities(settings.allowed_signers)
-    notify = NotifyActivities(settings.notify_url, settings.notify_secret)
+    notify = NotifyActivities(settings.notify_url, settings.notify_secret, settings.web_url)
     playbooks = PlaybookActivities(
         settings.playbook_dir,
         settings.inventory,

@@ -51,6 +51,8 @@ class DecisionFact:
     step: int | None = None
     plan_digest: str | None = None  # the plan it named
     key_fingerprint: str | None = None  # the verified key of a signed decision (SHA256:...)
+    via: str | None = None  # the channel it came through and who that channel authenticated,
+    subject: str | None = None  # as the sender said (the signing key is what proves it)
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,9 @@ def _decisions(status: ChangeRequestStatus) -> list[Decision]:
 
 
 def _decision(seq: int, d: Decision) -> DecisionFact:
-    return DecisionFact(seq, d.who, str(d.verdict), d.note, d.at, d.raw, d.step, d.plan_digest, d.key_fingerprint)
+    return DecisionFact(
+        seq, d.who, str(d.verdict), d.note, d.at, d.raw, d.step, d.plan_digest, d.key_fingerprint, d.via, d.subject
+    )
 
 
 def _step(s: Any) -> StepFact:
@@ -211,7 +215,7 @@ class AuditLog:
                 },
             )
         for fact in record.decisions[self._decisions :]:
-            self._add(EventKind.DECISION, fact.at, dataclasses.asdict(fact))
+            self._add(EventKind.DECISION, fact.at, _decision_event(fact))
         self._decisions = len(record.decisions)
         for refusal in record.refusals[self._refusals :]:
             self._add(EventKind.REFUSAL, refusal.at, dataclasses.asdict(refusal))
@@ -224,3 +228,13 @@ class AuditLog:
         if record.phase != self._phase:
             self._phase = record.phase
             self._add(EventKind.PHASE, at, {"phase": record.phase, "error": record.error})
+
+
+def _decision_event(fact: DecisionFact) -> dict[str, Any]:
+    """The event's data; `via` and `subject` only when sent, so a decision without them is
+    recorded exactly as before they existed."""
+    data = dataclasses.asdict(fact)
+    for late in ("via", "subject"):
+        if data[late] is None:
+            del data[late]
+    return data

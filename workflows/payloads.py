@@ -64,6 +64,7 @@ def decode_decision(verdict: Verdict, raw: RawValue, *, step: int | None = None)
             approval = parse_approve(value)
             who, note = approval.approver, approval.comment
             digest, signature = approval.plan_digest, approval.signature
+            via, subject = approval.via, approval.subject
         elif verdict == Verdict.REJECT:
             rejection = parse_reject(value)
             who, note, digest, signature = (
@@ -72,10 +73,12 @@ def decode_decision(verdict: Verdict, raw: RawValue, *, step: int | None = None)
                 rejection.plan_digest,
                 rejection.signature,
             )
+            via, subject = rejection.via, rejection.subject
         else:
             decided = parse_decide(value)
             who, note, verdict = decided.operator, decided.comment, Verdict(decided.action)
             digest, signature = decided.plan_digest, decided.signature
+            via, subject = decided.via, decided.subject
     except InvalidInput as err:
         raise Refused(None, f"invalid {_payload_name(verdict)} payload: {err}") from None
     except Exception as err:  # the payload is not JSON at all
@@ -84,7 +87,9 @@ def decode_decision(verdict: Verdict, raw: RawValue, *, step: int | None = None)
         ) from None
     identity = identity_of(who)
     raw_name = who if who != identity.name else None
-    decision = Decision(identity.name, verdict, note, now(), raw=raw_name, step=step, plan_digest=digest)
+    decision = Decision(
+        identity.name, verdict, note, now(), raw=raw_name, step=step, plan_digest=digest, via=via, subject=subject
+    )
     return decision, signature
 
 

@@ -144,6 +144,11 @@ class ApproveInput:
     comment: str | None = None
     plan_digest: str | None = None  # when given, the plan approved: refused unless it is the one waiting
     signature: str | None = None  # armored `ssh-keygen -Y sign -n signoff` over signing_message(...)
+    # The channel it came through (`web`, `cli`, ...) and who that channel authenticated
+    # (`local:alice`, `oidc:<issuer>#<sub>`): claims of the sender, recorded as sent. What proves
+    # them is the key that signed the decision (its fingerprint is recorded with it).
+    via: str | None = None
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +157,8 @@ class RejectInput:
     reason: str | None = None
     plan_digest: str | None = None
     signature: str | None = None
+    via: str | None = None  # as ApproveInput's
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +168,8 @@ class DecideInput:
     comment: str | None = None
     plan_digest: str | None = None
     signature: str | None = None
+    via: str | None = None  # as ApproveInput's
+    subject: str | None = None
 
 
 # --- planning -------------------------------------------------------------------------------
@@ -312,6 +321,8 @@ class Decision:
     plan_digest: str | None = None  # the plan the decision named, when it named one
     key_fingerprint: str | None = None  # the verified signing key (SHA256:...), for a signed decision
     signature_sha256: str | None = None  # of the signature text: a signature counts once per request
+    via: str | None = None  # the channel it came through, as the sender said (ApproveInput.via)
+    subject: str | None = None  # who that channel authenticated, as the sender said
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import unicodedata
 from typing import Any
 
 from workflows.types import DECIDE_ACTIONS, ApproveInput, ChangeRequestInput, DecideInput, RejectInput
@@ -196,6 +197,8 @@ def parse_approve(value: object) -> ApproveInput:
         comment=_optional_text(obj, "comment"),
         plan_digest=_digest(obj),
         signature=_signature(obj),
+        via=_via(obj),
+        subject=_subject(obj),
     )
 
 
@@ -210,6 +213,8 @@ def parse_decide(value: object) -> DecideInput:
         comment=_optional_text(obj, "comment"),
         plan_digest=_digest(obj),
         signature=_signature(obj),
+        via=_via(obj),
+        subject=_subject(obj),
     )
 
 
@@ -220,6 +225,8 @@ def parse_reject(value: object) -> RejectInput:
         reason=_optional_text(obj, "reason"),
         plan_digest=_digest(obj),
         signature=_signature(obj),
+        via=_via(obj),
+        subject=_subject(obj),
     )
 
 
@@ -231,6 +238,28 @@ def _digest(obj: dict[str, Any]) -> str | None:
     if value is not None and not _DIGEST.fullmatch(value.strip()):
         raise InvalidInput("plan_digest", "must be sha256:<64 hex digits>, as `status` shows it")
     return value.strip() if value is not None else None
+
+
+_VIA = re.compile(r"[a-z][a-z0-9-]{0,31}")
+MAX_SUBJECT_CHARS = 256
+
+
+def _via(obj: dict[str, Any]) -> str | None:
+    value = _optional_text(obj, "via")
+    if value is not None and not _VIA.fullmatch(value):
+        raise InvalidInput("via", "must be a channel name: a lowercase letter, then up to 31 letters, digits or '-'")
+    return value
+
+
+def _subject(obj: dict[str, Any]) -> str | None:
+    value = _optional_text(obj, "subject")
+    if value is None:
+        return None
+    if not value.strip() or len(value) > MAX_SUBJECT_CHARS:
+        raise InvalidInput("subject", f"must be 1 to {MAX_SUBJECT_CHARS} characters")
+    if any(unicodedata.category(ch).startswith("C") for ch in value):
+        raise InvalidInput("subject", "must not contain control or format characters")
+    return value
 
 
 MAX_SIGNATURE_CHARS = 8192  # an ed25519 signature is ~300 characters, RSA-4096 ~900

@@ -1,0 +1,179 @@
+"""The web inbox over HTTP: login, inbox, a request's page, decisions signed by the server's
+key and verified by a real worker, live progress, audit, and the refusals. Real Temporal,
+PostgreSQL, ansible-runner, git and uvicorn; the browser-driven scenarios are in test_web_browser.py."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import httpx
+from temporalio.testing import WorkflowEnvironment
+
+from tests.helpers import db_rows, start_request, wait_for_phase
+from tests.web_stack import PASSWORD, browser_session, csrf_of, web_stack
+from workers.settings import Settings
+from workflows.change_request import ChangeRequestWorkflow
+from workflows.types import Phase
+
+DEBUG_ONLY = "Configure hello"  # plans hello-configure.yml alone: a debug task, quick to run
+
+
+def _digest(page: str) -> str:
+    found = re.search(r'name="plan_digest" value="([^"]+)"', page)
+    assert found, "the page offers no decision"
+    return found.group(1)
+
+
+async def test_approve_from_the_web_is_signed_verified_run_and_audited(
+    env: WorkflowEnvironment, settings: Settings
+) -> None:
+    with env.with_time_skipping_disabled():
+        async with web_stack(env, settings) as stack:
+            handle = await start_request(env, stack.settings, DEBUG_ONLY)
+            await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+            async with browser_session(stack.url, "bob") as bob:
+                inbox = await bob.get("/")
+                assert inbox.status_code == 200
+                assert handle.id in inbox.text
+                assert "(you)" in inbox.text
+                page = await bob.get(f"/requests/{handle.id}")
+                digest = _digest(page.text)
+                assert digest == (await handle.query(ChangeRequestWorkflow.status)).plan.plan_digest  # type: ignore[union-attr]
+                assert "hello-configure.yml" in page.text
+                done = await bob.post(
+                    f"/requests/{handle.id}/decision",
+                    data={"verdict": "approve", "plan_digest": digest, "comment": "ok", "csrf": csrf_of(page.text)},
+                )
+                assert done.status_code == 303, done.text
+                assert (await handle.result()).outcome == Phase.SUCCEEDED
+                final = await handle.query(ChangeRequestWorkflow.status)
+                [approval] = final.approvals
+                assert (approval.who, approval.via, approval.subject) == ("bob", "web", "local:bob")
+                assert approval.key_fingerprint
+                assert approval.key_fingerprint.startswith("SHA256:")
+                [row] = db_rows(
+                    stack.settings.require_database_url(),
+                    "SELECT who, via, subject, key_fingerprint FROM decisions "
+                    "WHERE change_request_id = :id AND kind = 'decision'",
+                    id=handle.id,
+                )
+                assert row == {
+                    "who": "bob",
+                    "via": "web",
+                    "subject": "local:bob",
+                    "key_fingerprint": approval.key_fingerprint,
+                }
+                audit = await bob.get(f"/requests/{handle.id}/audit")
+                assert audit.status_code == 200
+                assert "audit verify: intact" in audit.text
+                assert final.audit_commit
+                assert final.audit_commit in audit.text
+                assert approval.key_fingerprint in audit.text
+
+
+async def test_refusals_are_shown_in_words_and_change_nothing(env: WorkflowEnvironment, settings: Settings) -> None:
+    with env.with_time_skipping_disabled():
+        async with web_stack(env, settings) as stack:
+            handle = await start_request(env, stack.settings, DEBUG_ONLY, requester="bob")
+            await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+            async with browser_session(stack.url, "bob") as bob:
+                page = await bob.get(f"/requests/{handle.id}")
+                form = {"verdict": "approve", "plan_digest": _digest(page.text), "csrf": csrf_of(page.text)}
+                own = await bob.post(f"/requests/{handle.id}/decision", data=form)
+                assert own.status_code == 409
+                assert "four eyes" in own.text
+                stale = await bob.post(
+                    f"/requests/{handle.id}/decision", data={**form, "plan_digest": "sha256:" + "0" * 64}
+                )
+                assert stale.status_code == 409
+                assert "plan" in stale.text
+                forged = await bob.post(f"/requests/{handle.id}/decision", data={**form, "csrf": "x"})
+                assert forged.status_code == 403
+                no_csrf = await bob.post(f"/requests/{handle.id}/decision", data={"verdict": "approve"})
+                assert no_csrf.status_code == 403
+            status = await handle.query(ChangeRequestWorkflow.status)
+            assert status.phase == Phase.AWAITING_APPROVAL
+            assert status.approvals == []
+            await handle.cancel()
+
+
+async def test_no_session_redirects_to_login_and_login_is_rate_limited(
+    env: WorkflowEnvironment, settings: Settings
+) -> None:
+    with env.with_time_skipping_disabled():
+        async with web_stack(env, settings) as stack, httpx.AsyncClient(base_url=stack.url) as anonymous:
+            found = await anonymous.get("/requests/cr-x?tab=1")
+            assert found.status_code == 303
+            assert found.headers["location"] == "/login?next=/requests/cr-x%3Ftab%3D1"
+            assert (await anonymous.post("/requests/cr-x/decision", data={})).status_code == 401
+            csp = (await anonymous.get("/login")).headers["content-security-policy"]
+            assert "script-src 'self'" in csp
+            assert "unsafe-inline" not in csp
+            for _ in range(5):
+                page = await anonymous.get("/login")
+                wrong = await anonymous.post(
+                    "/login", data={"username": "carol", "password": "nope", "csrf": csrf_of(page.text)}
+                )
+                assert wrong.status_code == 401
+            page = await anonymous.get("/login")
+            limited = await anonymous.post(
+                "/login", data={"username": "carol", "password": PASSWORD, "csrf": csrf_of(page.text)}
+            )
+            assert limited.status_code == 429
+            assert "Too many failed logins" in limited.text
+            assert "signoff_session" not in limited.cookies or "user" not in limited.text
+
+
+async def test_request_text_is_escaped_and_a_removed_user_is_logged_out(
+    env: WorkflowEnvironment, settings: Settings
+) -> None:
+    with env.with_time_skipping_disabled():
+        async with web_stack(env, settings) as stack:
+            handle = await start_request(env, stack.settings, DEBUG_ONLY + " <script>alert('x')</script>")
+            await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+            async with browser_session(stack.url, "carol") as carol:
+                page = await carol.get(f"/requests/{handle.id}")
+                assert "&lt;script&gt;alert(" in page.text
+                assert "<script>alert" not in page.text
+                stack.web.users.remove("carol")
+                gone = await carol.get("/")
+                assert gone.status_code == 303
+                assert gone.headers["location"] == "/login"
+            await handle.cancel()
+
+
+async def test_live_progress_arrives_over_server_sent_events_and_ends_with_the_request(
+    env: WorkflowEnvironment, settings: Settings
+) -> None:
+    with env.with_time_skipping_disabled():
+        async with web_stack(env, settings) as stack:
+            handle = await start_request(env, stack.settings, DEBUG_ONLY)
+            await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+            async with browser_session(stack.url, "bob") as bob:
+                page = await bob.get(f"/requests/{handle.id}")
+                events: list[tuple[str, dict[str, object]]] = []
+                async with bob.stream("GET", f"/requests/{handle.id}/events") as stream:
+                    assert stream.headers["content-type"].startswith("text/event-stream")
+                    approve = {"verdict": "approve", "plan_digest": _digest(page.text), "csrf": csrf_of(page.text)}
+                    assert (await bob.post(f"/requests/{handle.id}/decision", data=approve)).status_code == 303
+                    kind = ""
+                    async for line in stream.aiter_lines():
+                        if line.startswith("event: "):
+                            kind = line.removeprefix("event: ")
+                        elif line.startswith("data: "):
+                            events.append((kind, json.loads(line.removeprefix("data: "))))
+                phases = [data["phase"] for _, data in events]
+                assert phases[0] == "awaiting_approval"
+                assert phases[-1] == "succeeded"
+                assert events[-1][0] == "end"
+                assert all(kind == "progress" for kind, _ in events[:-1])
+                assert any(data["phase"] == "executing" for _, data in events)
+
+
+def test_templates_escape_everything() -> None:
+    templates = Path(__file__).parent.parent / "workers" / "web" / "templates"
+    for template in templates.glob("*.html"):
+        assert "|safe" not in template.read_text().replace(" ", ""), f"{template.name} marks output safe"
+        assert "autoescape false" not in template.read_text(), template.name

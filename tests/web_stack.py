@@ -1,0 +1,82 @@
+"""A real web inbox for tests: `signoff web`'s app served by uvicorn on a free port, beside a
+real worker, on the session's Temporal dev server and a fresh PostgreSQL database. Its SSH
+signing key is made by ssh-keygen and trusted by the worker's allowed_signers file, so every
+decision from the web is verified as a signed one."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+
+import httpx
+from temporalio.testing import WorkflowEnvironment
+
+from workers.devstack import free_port
+from workers.settings import Settings
+from workers.web.config import WebConfig
+from workers.web.context import Web
+from workers.web.server import build, serving
+from workers.web.signer import WebSigner
+from workers.worker import running_worker
+
+PASSWORD = "correct horse battery staple"
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@dataclass(frozen=True)
+class WebStack:
+    url: str
+    settings: Settings
+    web: Web
+
+
+@asynccontextmanager
+async def web_stack(
+    env: WorkflowEnvironment,
+    settings: Settings,
+    users: Mapping[str, str] | None = None,
+    *,
+    principals: str = "*",
+) -> AsyncIterator[WebStack]:
+    """Users `alice`, `bob` and `carol` by default, all with PASSWORD. The web key signs for
+    `principals` (an OpenSSH pattern list) in the worker's allowed_signers."""
+    web_dir = settings.data_dir / "web"
+    address = f"127.0.0.1:{free_port()}"
+    config = WebConfig(
+        address=address,
+        public_url=f"http://{address}",
+        session_key=secrets.token_urlsafe(48),
+        users_file=web_dir / "users",
+        signing_key=web_dir / "signing-key",
+        idle_timeout=1800,
+    )
+    signer = await WebSigner.ensure(config.signing_key)
+    allowed = web_dir / "allowed_signers"
+    allowed.write_text(signer.allowed_signers_line(principals) + "\n")
+    settings = replace(settings, allowed_signers=allowed, policy=replace(settings.policy, signatures_required=True))
+    web = await build(settings, config, env.client)
+    for name, password in (users or dict.fromkeys(("alice", "bob", "carol"), PASSWORD)).items():
+        web.users.add(name, password)
+    async with running_worker(env.client, settings), serving(web):
+        yield WebStack(config.public_url, settings, web)
+
+
+def csrf_of(page: str) -> str:
+    found = CSRF.search(page)
+    assert found, "the page has no CSRF token"
+    return found.group(1)
+
+
+@asynccontextmanager
+async def browser_session(url: str, user: str, password: str = PASSWORD) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client logged in as `user` through the login form."""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        page = await http.get("/login")
+        done = await http.post(
+            "/login", data={"username": user, "password": password, "csrf": csrf_of(page.text), "next": "/"}
+        )
+        assert done.status_code == 303, done.text
+        yield http
