@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import psutil
 import pytest
 
 from tests.helpers import assert_eventually, run_temporal
+from tests.web_stack import browser_session
 from workers.devstack import free_port
 
 SIGNOFF = str(Path(sys.executable).parent / "signoff")
@@ -23,7 +25,8 @@ SIGNOFF = str(Path(sys.executable).parent / "signoff")
 @pytest.mark.slow
 async def test_dev_stack_runs_a_request_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     address = f"127.0.0.1:{free_port()}"
-    env = {**os.environ, "SIGNOFF_DATA_DIR": str(tmp_path), "TEMPORAL_ADDRESS": address}
+    web = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "SIGNOFF_DATA_DIR": str(tmp_path), "TEMPORAL_ADDRESS": address, "SIGNOFF_WEB_ADDRESS": web}
     for name in ("SIGNOFF_DATABASE_URL", "SIGNOFF_PLAYBOOK_DIR", "SIGNOFF_INVENTORY", "SIGNOFF_AUDIT_REPO"):
         env.pop(name, None)
     dev = await asyncio.create_subprocess_exec(
@@ -44,6 +47,11 @@ async def test_dev_stack_runs_a_request_and_stops_cleanly_on_ctrl_c(tmp_path: Pa
             banner += line.decode()
         assert "Temporal Web UI: http://" in banner
         assert "PostgreSQL (embedded)" in banner
+        assert f"web inbox at http://{web}" in banner
+        passwords = dict(re.findall(r"(\w+) / (\S+)", banner.split("demo users: ", 1)[1].splitlines()[0]))
+        assert set(passwords) == {"alice", "bob"}
+        async with browser_session(f"http://{web}", "bob", passwords["bob"]) as bob:
+            assert (await bob.get("/")).status_code == 200
         started = {p.pid for p in psutil.Process(dev.pid).children(recursive=True)}
         postgres_pid = int((tmp_path / "postgres" / "postmaster.pid").read_text().split()[0])
 

@@ -6,18 +6,26 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import httpx
-from temporalio.testing import WorkflowEnvironment
+import pytest
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities.db import make_engine
+from activities.lint import LintActivities, list_suggestions
 from tests.helpers import db_rows, start_request, wait_for_phase
 from tests.web_stack import PASSWORD, browser_session, csrf_of, web_stack
 from workers.settings import Settings
 from workflows.change_request import ChangeRequestWorkflow
+from workflows.runs import AnalyzeFailureInput
 from workflows.types import Phase
 
-DEBUG_ONLY = "Configure hello"  # plans hello-configure.yml alone: a debug task, quick to run
+DEBUG_ONLY = "Configure hello"
+LINT_FIXTURE = (
+    Path(__file__).parent / "fixtures" / "lint" / "findings"
+)  # plans hello-configure.yml alone: a debug task, quick to run
 
 
 def _digest(page: str) -> str:
@@ -177,3 +185,52 @@ def test_templates_escape_everything() -> None:
     for template in templates.glob("*.html"):
         assert "|safe" not in template.read_text().replace(" ", ""), f"{template.name} marks output safe"
         assert "autoescape false" not in template.read_text(), template.name
+
+
+@pytest.mark.slow
+async def test_failures_page_shows_the_class_and_lets_an_approver_accept_a_suggestion(
+    env: WorkflowEnvironment, settings: Settings
+) -> None:
+    shutil.copy(LINT_FIXTURE / "site.yml", settings.playbook_dir / "site.yml")
+    with env.with_time_skipping_disabled():
+        async with web_stack(env, settings) as stack:
+            handle = await start_request(env, stack.settings, "Deploy doomed")
+            await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+            async with browser_session(stack.url, "bob") as bob:
+                page = await bob.get(f"/requests/{handle.id}")
+                approve = {"verdict": "approve", "plan_digest": _digest(page.text), "csrf": csrf_of(page.text)}
+                assert (await bob.post(f"/requests/{handle.id}/decision", data=approve)).status_code == 303
+                await wait_for_phase(handle, Phase.AWAITING_DECISION)
+                page = await bob.get(f"/requests/{handle.id}")
+                assert "A step failed: decide" in page.text
+                assert "task_failed" in page.text
+                # ansible-lint's findings for that step, as the failure analysis stores them
+                engine = make_engine(stack.settings.require_database_url())
+                try:
+                    inp = AnalyzeFailureInput(handle.id, 1, 1, f"{handle.id}.1.1.1", "site.yml")
+                    ActivityEnvironment().run(LintActivities(engine, stack.settings.playbook_dir).analyze_failure, inp)
+                    [finding] = [s for s in list_suggestions(engine, handle.id) if s.rule == "no-changed-when"]
+                finally:
+                    engine.dispose()
+                failures = await bob.get("/failures")
+                assert handle.id in failures.text
+                assert "task_failed" in failures.text
+                assert f"/suggestions/{finding.id}/accept" in failures.text
+                accepted = await bob.post(f"/suggestions/{finding.id}/accept", data={"csrf": csrf_of(failures.text)})
+                assert accepted.status_code == 200
+                assert f"acknowledged {finding.id}" in accepted.text
+                abort = {"verdict": "abort", "plan_digest": approve["plan_digest"], "csrf": csrf_of(page.text)}
+                assert (await bob.post(f"/requests/{handle.id}/decision", data=abort)).status_code == 303
+            async with browser_session(stack.url, "alice") as alice:  # not an approver
+                failures = await alice.get("/failures")
+                assert "/accept" not in failures.text
+                refused = await alice.post(f"/suggestions/{finding.id}/accept", data={"csrf": csrf_of(failures.text)})
+                assert refused.status_code == 403
+                assert "approvers only" in refused.text
+            assert (await handle.result()).outcome == Phase.FAILED
+            [row] = db_rows(
+                stack.settings.require_database_url(),
+                "SELECT state, decided_by FROM lint_suggestions WHERE id = :id",
+                id=finding.id,
+            )
+            assert row == {"state": "acknowledged", "decided_by": "bob"}

@@ -14,9 +14,10 @@ from dataclasses import dataclass, replace
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
+from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET
 from workers.devstack import free_port
 from workers.settings import Settings
-from workers.web.config import WebConfig
+from workers.web.config import CALLBACK_PATH, OidcConfig, WebConfig
 from workers.web.context import Web
 from workers.web.server import build, serving
 from workers.web.signer import WebSigner
@@ -40,9 +41,11 @@ async def web_stack(
     users: Mapping[str, str] | None = None,
     *,
     principals: str = "*",
+    oidc_issuer: str | None = None,
 ) -> AsyncIterator[WebStack]:
     """Users `alice`, `bob` and `carol` by default, all with PASSWORD. The web key signs for
-    `principals` (an OpenSSH pattern list) in the worker's allowed_signers."""
+    `principals` (an OpenSSH pattern list) in the worker's allowed_signers. With `oidc_issuer`,
+    people log in there instead (tests/oidc_provider.py's client)."""
     web_dir = settings.data_dir / "web"
     address = f"127.0.0.1:{free_port()}"
     config = WebConfig(
@@ -52,6 +55,9 @@ async def web_stack(
         users_file=web_dir / "users",
         signing_key=web_dir / "signing-key",
         idle_timeout=1800,
+        oidc=OidcConfig(oidc_issuer, CLIENT_ID, CLIENT_SECRET, f"http://{address}{CALLBACK_PATH}")
+        if oidc_issuer
+        else None,
     )
     signer = await WebSigner.ensure(config.signing_key)
     allowed = web_dir / "allowed_signers"

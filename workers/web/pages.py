@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import wraps
 from itertools import groupby
@@ -25,6 +26,7 @@ from workflows.types import ApproveInput, DecideInput, Phase, RejectInput
 
 MAX_ID = 255
 VERDICTS = ("approve", "reject", "retry", "skip", "abort")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 Handler = Callable[[Request, Web, str, str], Awaitable[Response]]
 
 
@@ -127,8 +129,8 @@ async def decide(request: Request, web: Web, user: str, subject: str) -> Respons
         return web.render(request, "error.html", 403, message="The form expired or did not come from this site.")
     verdict, digest = str(form.get("verdict") or ""), str(form.get("plan_digest") or "")
     comment = str(form.get("comment") or "").strip() or None
-    if verdict not in VERDICTS or not digest:
-        return web.render(request, "error.html", 400, message="Unknown decision.")
+    if verdict not in VERDICTS or not DIGEST.fullmatch(digest):
+        return web.render(request, "error.html", 400, message="Unknown decision, or no plan digest.")
     decision: ApproveInput | RejectInput | DecideInput
     if verdict == "approve":
         decision = ApproveInput(approver=user, comment=comment, plan_digest=digest, via="web", subject=subject)

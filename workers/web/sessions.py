@@ -58,6 +58,12 @@ def csrf_ok(request: Request, sent: object) -> bool:
 
 def safe_next(raw: object) -> str:
     """Where to go after login: a path on this site only (no `//host`, no scheme, no backslash)."""
-    if isinstance(raw, str) and raw.startswith("/") and not raw.startswith("//") and "\\" not in raw:
+    if (
+        isinstance(raw, str)
+        and raw.startswith("/")
+        and not raw.startswith("//")
+        and "\\" not in raw
+        and not any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in raw)  # browsers drop tabs: "/\t/x"
+    ):
         return raw
     return "/"

@@ -1,0 +1,125 @@
+"""The web inbox's building blocks without a browser: local users (argon2 file), the login
+rate limit, OpenSSH principal patterns of an attesting key, and the `via`/`subject` fields."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from activities.signatures import principals_match
+from tests.test_cli import signoff
+from workers.web.limiter import LoginLimiter
+from workers.web.users import UserFile
+from workflows.validation import InvalidInput, parse_approve, parse_decide, parse_reject
+
+PASSWORD = "a long enough password"
+
+
+def test_users_are_normalised_hashed_and_reread(tmp_path: Path) -> None:
+    path = tmp_path / "web" / "users"
+    users = UserFile(path)
+    assert users.add("Alice", PASSWORD) == "alice"
+    assert users.authenticate("ALICE", PASSWORD) == "alice"
+    assert users.authenticate("alice", "wrong password!") is None
+    assert users.authenticate("nobody", PASSWORD) is None
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert PASSWORD not in path.read_text()
+    assert "$argon2id$" in path.read_text()
+    other = UserFile(path)  # another process: the server, while the CLI edits the file
+    assert other.names() == ["alice"]
+    users.add("bob", PASSWORD)
+    assert other.authenticate("bob", PASSWORD) == "bob"
+    assert users.remove("alice")
+    assert other.authenticate("alice", PASSWORD) is None
+    assert not users.remove("alice")
+
+
+def test_bad_users_and_files_are_refused(tmp_path: Path) -> None:
+    users = UserFile(tmp_path / "users")
+    with pytest.raises(ValueError, match="at least 12"):
+        users.add("carol", "short")
+    users.add("alice", PASSWORD)
+    with pytest.raises(ValueError, match="look-alike"):
+        users.add("\u0430lice", PASSWORD)  # U+0430, Cyrillic small a
+    with pytest.raises(ValueError, match="not a valid user name"):
+        users.add("al ice", PASSWORD)
+    (tmp_path / "users").write_text("alice:$argon2id$ok\nno hash here\n")
+    with pytest.raises(ValueError, match="users:2"):
+        UserFile(tmp_path / "users").names()
+
+
+def test_login_limiter_blocks_after_five_failures_within_the_window() -> None:
+    now = [1000.0]
+    limiter = LoginLimiter(max_failures=5, window_seconds=300, clock=lambda: now[0], max_keys=3)
+    for _ in range(5):
+        assert limiter.retry_after("ip:1", "user:bob") == 0
+        limiter.failure("ip:1", "user:bob")
+    assert limiter.retry_after("user:bob") == pytest.approx(300)
+    assert limiter.retry_after("ip:2", "user:carol") == 0
+    now[0] += 301
+    assert limiter.retry_after("ip:1", "user:bob") == 0
+    for _ in range(5):
+        limiter.failure("user:bob")
+    limiter.success("user:bob")
+    assert limiter.retry_after("user:bob") == 0
+    for key in ("a", "b", "c", "d"):
+        limiter.failure(key)
+    assert len(limiter._failures) == 3, "memory stays bounded"
+
+
+@pytest.mark.parametrize(
+    ("principals", "who", "covered"),
+    [
+        ("*@example.com", "bob@example.com", True),
+        ("*@Example.COM", "bob@example.com", True),
+        ("*@example.com", "bob@example.com.evil", False),
+        ("*@example.com", "bob@evil.com", False),
+        ("*@example.com,!root@example.com", "root@example.com", False),
+        ("!root@example.com,*@example.com", "root@example.com", False),
+        ("*@example.com,!root@example.com", "bob@example.com", True),
+        ("b?b", "bob", True),
+        ("b?b", "bb", False),
+        ("Carol", "carol", True),
+        ("carol", "carolyn", False),
+        ("*", "anyone", True),
+        ("!*", "anyone", False),
+        ("*a*a*a*a*a*a*a*a*b", "a" * 5000, False),  # no exponential backtracking
+    ],
+)
+def test_allowed_signers_principals_are_openssh_pattern_lists(principals: str, who: str, covered: bool) -> None:
+    assert principals_match(principals, who) is covered
+
+
+def test_via_and_subject_are_parsed_strictly() -> None:
+    parsed = parse_approve({"approver": "bob", "via": "web", "subject": "oidc:https://idp.example#42"})
+    assert (parsed.via, parsed.subject) == ("web", "oidc:https://idp.example#42")
+    assert parse_reject({"approver": "bob", "via": "cli"}).via == "cli"
+    assert parse_decide({"operator": "bob", "action": "skip", "subject": "local:bob"}).subject == "local:bob"
+    for bad, field in (
+        ({"via": "Web"}, "via"),
+        ({"via": "web; rm -rf"}, "via"),
+        ({"via": 3}, "via"),
+        ({"subject": "x" * 257}, "subject"),
+        ({"subject": "local:bob\nforged line"}, "subject"),
+        ({"subject": "   "}, "subject"),
+    ):
+        with pytest.raises(InvalidInput) as refused:
+            parse_approve({"approver": "bob", **bad})
+        assert refused.value.field == field
+
+
+async def test_web_user_add_and_remove_from_the_command_line(tmp_path: Path) -> None:
+    env = {"SIGNOFF_DATA_DIR": str(tmp_path)}
+    code, out, err = await signoff(env, "web", "user", "add", "Dana")
+    assert code == 0, err
+    password = out.split("password: ", 1)[1].strip()
+    users = UserFile(tmp_path / "web" / "users")
+    assert users.authenticate("dana", password) == "dana"
+    code, out, err = await signoff(env, "web", "user", "remove", "dana")
+    assert code == 0, err
+    assert users.names() == []
+    code, out, err = await signoff(env, "web", "user", "remove", "dana")
+    assert code == 1
+    assert "no user 'dana'" in err
