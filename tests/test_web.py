@@ -42,6 +42,7 @@ async def test_approve_from_the_web_is_signed_verified_run_and_audited(
             handle = await start_request(env, stack.settings, DEBUG_ONLY)
             await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
             async with browser_session(stack.url, "bob") as bob:
+                assert (await bob.get(f"/requests/{handle.id}/decision")).status_code == 405, "no decision by GET"
                 inbox = await bob.get("/")
                 assert inbox.status_code == 200
                 assert handle.id in inbox.text

@@ -98,6 +98,9 @@ async def test_log_in_approve_watch_it_succeed_and_open_its_audit(
             assert final.audit_commit is not None
             await expect(page.locator("#commit")).to_have_text(final.audit_commit)
             await _shot(page, "audit")
+            await page.get_by_role("link", name="Failures").click()
+            await expect(page.locator("h1")).to_have_text("Failures of the last 7.0 days")
+            await _shot(page, "failures")
 
 
 async def test_refusals_escaping_and_login_redirect_in_the_browser(

@@ -85,4 +85,7 @@ async def browser_session(url: str, user: str, password: str = PASSWORD) -> Asyn
             "/login", data={"username": user, "password": password, "csrf": csrf_of(page.text), "next": "/"}
         )
         assert done.status_code == 303, done.text
+        cookie = done.headers["set-cookie"].lower()
+        assert "httponly" in cookie
+        assert "samesite=lax" in cookie
         yield http

@@ -27,6 +27,7 @@ from workflows.types import ApproveInput, DecideInput, Phase, RejectInput
 MAX_ID = 255
 VERDICTS = ("approve", "reject", "retry", "skip", "abort")
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+DECIDE_TIMEOUT = 30.0  # seconds a decision waits for a worker to accept or refuse it
 Handler = Callable[[Request, Web, str, str], Awaitable[Response]]
 
 
@@ -43,6 +44,8 @@ def authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
         user, subject = found
+        if len(str(request.path_params.get("id", ""))) > MAX_ID:  # no workflow has such an id
+            return web.render(request, "error.html", 404, message="No such change request.")
         if subject.startswith("local:") and user not in web.users.names():  # removed since logging in
             sessions.log_out(request)
             return RedirectResponse("/login", status_code=303)
@@ -52,8 +55,7 @@ def authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
 
 def _request_id(request: Request) -> str:
-    found = str(request.path_params["id"])
-    return found[:MAX_ID]
+    return str(request.path_params["id"])
 
 
 @authenticated
@@ -95,7 +97,6 @@ async def _request_page(request: Request, web: Web, user: str, message: str | No
         is_requester=requester == user,
         previews={p.step: p for p in status.plan.preview} if status.plan else {},
         message=message,
-        signing_key=web.signer.public_key,
     )
 
 
@@ -142,16 +143,17 @@ async def decide(request: Request, web: Web, user: str, subject: str) -> Respons
         )
     try:
         signature = await web.signer.sign(verdict, workflow_id, digest)
-        await ops.decide(web.client, workflow_id, _with_signature(decision, signature))
+        signed = dataclasses.replace(decision, signature=signature)
+        await asyncio.wait_for(ops.decide(web.client, workflow_id, signed), DECIDE_TIMEOUT)
     except ops.OperationError as err:
         return await _request_page(request, web, user, f"Refused: {err}", 409)
+    except TimeoutError:
+        message = (
+            f"No worker answered within {DECIDE_TIMEOUT:.0f} s. The decision may still be applied or refused "
+            "when a worker picks it up: reload this page to see which before you decide again."
+        )
+        return await _request_page(request, web, user, message, 504)
     return RedirectResponse(f"/requests/{quote(workflow_id, safe='')}", status_code=303)
-
-
-def _with_signature(
-    decision: ApproveInput | RejectInput | DecideInput, signature: str
-) -> ApproveInput | RejectInput | DecideInput:
-    return dataclasses.replace(decision, signature=signature)
 
 
 @authenticated
