@@ -7,6 +7,7 @@ decides how to show them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import secrets
 from collections.abc import Callable
@@ -82,8 +83,10 @@ async def decide(
         update = ChangeRequestWorkflow.reject_update
     else:
         update = ChangeRequestWorkflow.decide_update
+    # Fields left unset are not sent: a worker of an earlier release refuses fields it does not know.
+    payload = {name: value for name, value in dataclasses.asdict(decision).items() if value is not None}
     try:
-        return await handle.execute_update(update, decision)  # type: ignore[arg-type]  # the update takes a RawValue to refuse bad input itself
+        return await handle.execute_update(update, payload)  # type: ignore[arg-type]  # the update takes a RawValue to refuse bad input itself
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         raise OperationError(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
