@@ -3,13 +3,19 @@ rate limit, OpenSSH principal patterns of an attesting key, and the `via`/`subje
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import stat
 from pathlib import Path
 
+import httpx
 import pytest
+from temporalio.testing import WorkflowEnvironment
 
 from activities.signatures import principals_match
-from tests.test_cli import signoff
+from tests.test_cli import SIGNOFF, signoff
+from workers.devstack import free_port
 from workers.web.limiter import LoginLimiter
 from workers.web.users import UserFile
 from workflows.validation import InvalidInput, parse_approve, parse_decide, parse_reject
@@ -123,3 +129,31 @@ async def test_web_user_add_and_remove_from_the_command_line(tmp_path: Path) -> 
     code, out, err = await signoff(env, "web", "user", "remove", "dana")
     assert code == 1
     assert "no user 'dana'" in err
+
+
+async def test_signoff_web_serves_until_sigterm(env: WorkflowEnvironment, tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    web = await asyncio.create_subprocess_exec(
+        SIGNOFF,
+        "web",
+        env={
+            **os.environ,
+            "SIGNOFF_DATA_DIR": str(tmp_path),
+            "SIGNOFF_WEB_ADDRESS": address,
+            "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert web.stdout is not None
+    try:
+        first = (await asyncio.wait_for(web.stdout.readline(), timeout=60)).decode()
+        assert first.startswith(f"web inbox at http://{address}"), first
+        async with httpx.AsyncClient(base_url=f"http://{address}") as http:
+            assert (await http.get("/login")).status_code == 200
+        assert (tmp_path / "web" / "signing-key.pub").read_text().startswith("ssh-ed25519 ")
+        assert stat.S_IMODE((tmp_path / "web" / "session-key").stat().st_mode) == 0o600
+    finally:
+        web.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(web.wait(), timeout=30)
+    assert code in (0, 143), f"signoff web exited {code} on SIGTERM"

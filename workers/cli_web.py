@@ -14,7 +14,10 @@ from workers.web.config import WebConfig
 from workers.web.server import build, serving, started_lines
 from workers.web.users import UserFile, generate_password
 
-app = typer.Typer(help="The web approval inbox.", no_args_is_help=False)
+app = typer.Typer(
+    help="Serve the web approval inbox on SIGNOFF_WEB_ADDRESS (default 127.0.0.1:8080); `user` manages its users.",
+    no_args_is_help=False,
+)
 users = typer.Typer(help="Local users of the web inbox (when no OIDC issuer is set).", no_args_is_help=True)
 app.add_typer(users, name="user")
 
