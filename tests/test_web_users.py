@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import stat
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from temporalio.testing import WorkflowEnvironment
 from activities.signatures import principals_match
 from tests.test_cli import SIGNOFF, signoff
 from workers.devstack import free_port
+from workers.settings import Settings
 from workers.web.limiter import LoginLimiter
+from workers.web.server import dev_web
 from workers.web.users import UserFile
 from workflows.validation import InvalidInput, parse_approve, parse_decide, parse_reject
 
@@ -157,3 +160,16 @@ async def test_signoff_web_serves_until_sigterm(env: WorkflowEnvironment, tmp_pa
         web.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(web.wait(), timeout=30)
     assert code in (0, 143), f"signoff web exited {code} on SIGTERM"
+
+
+async def test_dev_runs_without_the_web_inbox_when_its_port_is_taken(
+    env: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        monkeypatch.setenv("SIGNOFF_WEB_ADDRESS", address)
+        settings = Settings.from_env({"SIGNOFF_DATA_DIR": str(tmp_path)})
+        async with dev_web(settings, env.client) as lines:
+            assert lines == [f"web inbox not started: the web server could not listen on {address}"]

@@ -35,8 +35,6 @@ from workers.devstack import dev_stack, free_port
 from workers.settings import Settings
 from workers.signing import sign_decision
 from workers.web import server as web_server
-from workers.web.config import WebConfig
-from workers.web.users import generate_password
 from workers.worker import DEFAULT_ADDRESS, limit_malloc_arenas, running_worker
 from workers.worker import main as worker_main
 from workflows.types import (
@@ -308,17 +306,16 @@ def dev(
         logs.configure(logging.WARNING, os.environ.get("SIGNOFF_LOG_FORMAT"))
         async with dev_stack(address=address, ui_port=ui_port) as stack:
             client = await connect(stack.address, stack.settings.metrics_address, tracing=True)
-            web = await web_server.build(stack.settings, WebConfig.from_env(stack.settings), client)
-            demo_users = {name: generate_password() for name in ("alice", "bob")}
-            for name, password in demo_users.items():
-                web.users.add(name, password)
-            async with running_worker(client, stack.settings), _traced(), web_server.serving(web):
+            async with (
+                running_worker(client, stack.settings),
+                _traced(),
+                web_server.dev_web(stack.settings, client) as web,
+            ):
                 for line in stack.started:
                     console.print(f"started {line}")
                 console.print(f"Temporal Web UI: {stack.ui_url}\nworker on task queue {stack.settings.task_queue!r}")
-                for line in web_server.started_lines(web):
+                for line in web:
                     console.print(line)
-                console.print("demo users: " + ", ".join(f"{n} / {p}" for n, p in demo_users.items()))
                 console.print(
                     "\nIn another shell:\n"
                     f'  signoff submit "{DEMO_REQUEST}" --as alice\n'
