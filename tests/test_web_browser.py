@@ -15,17 +15,21 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities.db import make_engine
+from activities.lint import LintActivities
 from tests.helpers import start_request, wait_for_phase
 from tests.web_stack import PASSWORD, web_stack
 from workers.settings import Settings
 from workflows.change_request import ChangeRequestWorkflow
+from workflows.runs import AnalyzeFailureInput
 from workflows.types import Phase
 
 CHROMIUM = os.environ.get("SIGNOFF_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("SIGNOFF_TEST_ARTIFACTS") or Path(__file__).parent.parent / "test-artifacts") / "web"
 DEBUG_ONLY = "Configure hello"
+LINT_FIXTURE = Path(__file__).parent / "fixtures" / "lint" / "findings"
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="browser tests skipped: no Chromium (apt-get install chromium, or SIGNOFF_TEST_CHROMIUM)"
@@ -98,9 +102,6 @@ async def test_log_in_approve_watch_it_succeed_and_open_its_audit(
             assert final.audit_commit is not None
             await expect(page.locator("#commit")).to_have_text(final.audit_commit)
             await _shot(page, "audit")
-            await page.get_by_role("link", name="Failures").click()
-            await expect(page.locator("h1")).to_have_text("Failures of the last 7.0 days")
-            await _shot(page, "failures")
 
 
 async def test_refusals_escaping_and_login_redirect_in_the_browser(
@@ -159,3 +160,38 @@ async def test_a_stale_page_is_refused(env: WorkflowEnvironment, settings: Setti
             status = await handle.query(ChangeRequestWorkflow.status)
             assert status.approvals == []
             await handle.cancel()
+
+
+async def test_a_failed_step_is_decided_and_its_suggestion_acknowledged_in_the_browser(
+    env: WorkflowEnvironment, settings: Settings, browser: Browser
+) -> None:
+    shutil.copy(LINT_FIXTURE / "site.yml", settings.playbook_dir / "site.yml")
+    with env.with_time_skipping_disabled():
+        async with web_stack(env, settings) as stack:
+            handle = await start_request(env, stack.settings, "Deploy doomed")
+            await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+            page = await _page(browser, stack.url)
+            await _log_in(page, "carol")
+            await page.goto(f"/requests/{handle.id}")
+            await page.click("#approve")
+            await expect(page.locator("#phase")).to_have_text("awaiting_decision", timeout=60_000)
+            await page.reload()
+            await expect(page.locator("section.decide")).to_contain_text("task_failed")
+            await _shot(page, "request-awaiting-decision")
+            # ansible-lint's findings for that step, as the failure analysis stores them
+            engine = make_engine(stack.settings.require_database_url())
+            try:
+                inp = AnalyzeFailureInput(handle.id, 1, 1, f"{handle.id}.1.1.1", "site.yml")
+                ActivityEnvironment().run(LintActivities(engine, stack.settings.playbook_dir).analyze_failure, inp)
+            finally:
+                engine.dispose()
+            await page.get_by_role("link", name="Failures").click()
+            finding = page.locator("li", has_text="no-changed-when")
+            await expect(finding).to_contain_text("open")
+            await _shot(page, "failures")
+            await finding.get_by_role("button", name="Acknowledge").click()
+            await expect(page.locator("#message")).to_contain_text("acknowledged")
+            await page.goto(f"/requests/{handle.id}")
+            await page.click("#abort")
+            await expect(page.locator("#phase")).to_have_text("failed", timeout=60_000)
+            assert (await handle.result()).outcome == Phase.FAILED
