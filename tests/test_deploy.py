@@ -67,7 +67,7 @@ COMPLETED = "service_completed_successfully"
 def known_names() -> set[str]:
     found = {
         name
-        for module in ("settings.py", "cli.py", "codec.py", "codec_server.py")
+        for module in ("settings.py", "cli.py", "codec.py", "codec_server.py", "web/config.py")
         for name in re.findall(r"[\"'](SIGNOFF_[A-Z0-9_]+)[\"']", (ROOT / "workers" / module).read_text())
     }
     assert {"SIGNOFF_DATABASE_URL", "SIGNOFF_AUDIT_REPO"} <= found  # the grep itself works
@@ -392,6 +392,25 @@ def test_compose_workers_share_one_audit_remote_and_serve_metrics() -> None:
             assert any(Path(env[setting]).is_relative_to(target) for target in mounts(worker)), setting
     assert len(repo_volumes) == len(workers), "one clone volume per worker"
     assert len(metrics_ports) == len(workers), "one host port per worker's /metrics"
+
+
+def test_compose_web_inbox_reads_the_shared_audit_history_and_keeps_its_keys() -> None:
+    web = services()["web"]
+    entrypoint = docker_exec_form("ENTRYPOINT")
+    assert entrypoint + web["command"] == ["signoff", "web"]
+    env = environment(web)
+    host, _, port = env["SIGNOFF_WEB_ADDRESS"].rpartition(":")
+    assert host == "0.0.0.0"
+    assert web["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert env["SIGNOFF_WEB_URL"] == f"http://127.0.0.1:{port}"
+    worker_env = environment(next(iter(compose_workers().values())))
+    assert env["SIGNOFF_DATABASE_URL"] == worker_env["SIGNOFF_DATABASE_URL"]
+    assert env["SIGNOFF_APPROVERS"] == worker_env["SIGNOFF_APPROVERS"]
+    remote = worker_env["SIGNOFF_AUDIT_REMOTE"].removeprefix("file://")
+    assert env["SIGNOFF_AUDIT_REPO"] == remote
+    [audit] = [v for v in web["volumes"] if isinstance(v, dict) and v["target"] == remote]
+    assert audit["read_only"] is True
+    assert named_volume_at(web, env["SIGNOFF_DATA_DIR"]) == "web-data", "users, session key and signing key"
 
 
 def test_compose_volumes_of_the_image_belong_to_its_user() -> None:
