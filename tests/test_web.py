@@ -6,20 +6,16 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import httpx
 import pytest
-from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.testing import WorkflowEnvironment
 
-from activities.db import make_engine
-from activities.lint import LintActivities, list_suggestions
-from tests.helpers import db_rows, start_request, wait_for_phase
-from tests.web_stack import PASSWORD, browser_session, csrf_of, web_stack
+from tests.helpers import db_rows, wait_for_phase
+from tests.web_stack import PASSWORD, browser_session, csrf_of, lint_findings, waiting_request, web_stack
 from workers.settings import Settings
 from workflows.change_request import ChangeRequestWorkflow
-from workflows.runs import AnalyzeFailureInput
 from workflows.types import Phase
 
 DEBUG_ONLY = "Configure hello"
@@ -39,8 +35,7 @@ async def test_approve_from_the_web_is_signed_verified_run_and_audited(
 ) -> None:
     with env.with_time_skipping_disabled():
         async with web_stack(env, settings) as stack:
-            handle = await start_request(env, stack.settings, DEBUG_ONLY)
-            await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+            handle = await waiting_request(env, stack, DEBUG_ONLY)
             async with browser_session(stack.url, "bob") as bob:
                 assert (await bob.get(f"/requests/{handle.id}/decision")).status_code == 405, "no decision by GET"
                 inbox = await bob.get("/")
@@ -85,8 +80,7 @@ async def test_approve_from_the_web_is_signed_verified_run_and_audited(
 async def test_refusals_are_shown_in_words_and_change_nothing(env: WorkflowEnvironment, settings: Settings) -> None:
     with env.with_time_skipping_disabled():
         async with web_stack(env, settings) as stack:
-            handle = await start_request(env, stack.settings, DEBUG_ONLY, requester="bob")
-            await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+            handle = await waiting_request(env, stack, DEBUG_ONLY, requester="bob")
             async with browser_session(stack.url, "bob") as bob:
                 page = await bob.get(f"/requests/{handle.id}")
                 form = {"verdict": "approve", "plan_digest": _digest(page.text), "csrf": csrf_of(page.text)}
@@ -140,8 +134,7 @@ async def test_request_text_is_escaped_and_a_removed_user_is_logged_out(
 ) -> None:
     with env.with_time_skipping_disabled():
         async with web_stack(env, settings) as stack:
-            handle = await start_request(env, stack.settings, DEBUG_ONLY + " <script>alert('x')</script>")
-            await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+            handle = await waiting_request(env, stack, DEBUG_ONLY + " <script>alert('x')</script>")
             async with browser_session(stack.url, "carol") as carol:
                 page = await carol.get(f"/requests/{handle.id}")
                 assert "&lt;script&gt;alert(" in page.text
@@ -158,8 +151,7 @@ async def test_live_progress_arrives_over_server_sent_events_and_ends_with_the_r
 ) -> None:
     with env.with_time_skipping_disabled():
         async with web_stack(env, settings) as stack:
-            handle = await start_request(env, stack.settings, DEBUG_ONLY)
-            await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+            handle = await waiting_request(env, stack, DEBUG_ONLY)
             async with browser_session(stack.url, "bob") as bob:
                 page = await bob.get(f"/requests/{handle.id}")
                 events: list[tuple[str, dict[str, object]]] = []
@@ -192,11 +184,9 @@ def test_templates_escape_everything() -> None:
 async def test_failures_page_shows_the_class_and_lets_an_approver_accept_a_suggestion(
     env: WorkflowEnvironment, settings: Settings
 ) -> None:
-    shutil.copy(LINT_FIXTURE / "site.yml", settings.playbook_dir / "site.yml")
     with env.with_time_skipping_disabled():
         async with web_stack(env, settings) as stack:
-            handle = await start_request(env, stack.settings, "Deploy doomed")
-            await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+            handle = await waiting_request(env, stack, "Deploy doomed")
             async with browser_session(stack.url, "bob") as bob:
                 page = await bob.get(f"/requests/{handle.id}")
                 approve = {"verdict": "approve", "plan_digest": _digest(page.text), "csrf": csrf_of(page.text)}
@@ -205,14 +195,7 @@ async def test_failures_page_shows_the_class_and_lets_an_approver_accept_a_sugge
                 page = await bob.get(f"/requests/{handle.id}")
                 assert "A step failed: decide" in page.text
                 assert "task_failed" in page.text
-                # ansible-lint's findings for that step, as the failure analysis stores them
-                engine = make_engine(stack.settings.require_database_url())
-                try:
-                    inp = AnalyzeFailureInput(handle.id, 1, 1, f"{handle.id}.1.1.1", "site.yml")
-                    ActivityEnvironment().run(LintActivities(engine, stack.settings.playbook_dir).analyze_failure, inp)
-                    [finding] = [s for s in list_suggestions(engine, handle.id) if s.rule == "no-changed-when"]
-                finally:
-                    engine.dispose()
+                [finding] = [s for s in lint_findings(stack.settings, handle.id) if s.rule == "no-changed-when"]
                 failures = await bob.get("/failures")
                 assert handle.id in failures.text
                 assert "task_failed" in failures.text

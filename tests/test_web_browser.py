@@ -15,15 +15,11 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.testing import WorkflowEnvironment
 
-from activities.db import make_engine
-from activities.lint import LintActivities
-from tests.helpers import start_request, wait_for_phase
-from tests.web_stack import PASSWORD, web_stack
+from tests.web_stack import PASSWORD, lint_findings, waiting_request, web_stack
 from workers.settings import Settings
 from workflows.change_request import ChangeRequestWorkflow
-from workflows.runs import AnalyzeFailureInput
 from workflows.types import Phase
 
 CHROMIUM = os.environ.get("SIGNOFF_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -73,8 +69,7 @@ async def test_log_in_approve_watch_it_succeed_and_open_its_audit(
 ) -> None:
     with env.with_time_skipping_disabled():
         async with web_stack(env, settings) as stack:
-            handle = await start_request(env, stack.settings, DEBUG_ONLY)
-            await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+            handle = await waiting_request(env, stack, DEBUG_ONLY)
             page = await _page(browser, stack.url)
             await page.goto("/")
             await _shot(page, "login")
@@ -109,8 +104,7 @@ async def test_refusals_escaping_and_login_redirect_in_the_browser(
 ) -> None:
     with env.with_time_skipping_disabled():
         async with web_stack(env, settings) as stack:
-            handle = await start_request(env, stack.settings, DEBUG_ONLY + " <script>alert('pwned')</script>", "bob")
-            await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+            handle = await waiting_request(env, stack, DEBUG_ONLY + " <script>alert('pwned')</script>", "bob")
             page = await _page(browser, stack.url)
             dialogs: list[str] = []
             page.on("dialog", lambda dialog: dialogs.append(dialog.message))
@@ -146,8 +140,7 @@ async def test_refusals_escaping_and_login_redirect_in_the_browser(
 async def test_a_stale_page_is_refused(env: WorkflowEnvironment, settings: Settings, browser: Browser) -> None:
     with env.with_time_skipping_disabled():
         async with web_stack(env, settings) as stack:
-            handle = await start_request(env, stack.settings, DEBUG_ONLY)
-            await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+            handle = await waiting_request(env, stack, DEBUG_ONLY)
             page = await _page(browser, stack.url)
             await _log_in(page, "carol")
             await page.goto(f"/requests/{handle.id}")
@@ -165,11 +158,9 @@ async def test_a_stale_page_is_refused(env: WorkflowEnvironment, settings: Setti
 async def test_a_failed_step_is_decided_and_its_suggestion_acknowledged_in_the_browser(
     env: WorkflowEnvironment, settings: Settings, browser: Browser
 ) -> None:
-    shutil.copy(LINT_FIXTURE / "site.yml", settings.playbook_dir / "site.yml")
     with env.with_time_skipping_disabled():
         async with web_stack(env, settings) as stack:
-            handle = await start_request(env, stack.settings, "Deploy doomed")
-            await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+            handle = await waiting_request(env, stack, "Deploy doomed")
             page = await _page(browser, stack.url)
             await _log_in(page, "carol")
             await page.goto(f"/requests/{handle.id}")
@@ -178,13 +169,7 @@ async def test_a_failed_step_is_decided_and_its_suggestion_acknowledged_in_the_b
             await page.reload()
             await expect(page.locator("section.decide")).to_contain_text("task_failed")
             await _shot(page, "request-awaiting-decision")
-            # ansible-lint's findings for that step, as the failure analysis stores them
-            engine = make_engine(stack.settings.require_database_url())
-            try:
-                inp = AnalyzeFailureInput(handle.id, 1, 1, f"{handle.id}.1.1.1", "site.yml")
-                ActivityEnvironment().run(LintActivities(engine, stack.settings.playbook_dir).analyze_failure, inp)
-            finally:
-                engine.dispose()
+            lint_findings(stack.settings, handle.id)  # as the failure analysis stores them
             await page.get_by_role("link", name="Failures").click()
             finding = page.locator("li", has_text="no-changed-when")
             await expect(finding).to_contain_text("open")

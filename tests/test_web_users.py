@@ -1,5 +1,6 @@
-"""The web inbox's building blocks without a browser: local users (argon2 file), the login
-rate limit, OpenSSH principal patterns of an attesting key, and the `via`/`subject` fields."""
+"""The web inbox's pieces outside the browser: OpenSSH principal patterns of an attesting key,
+the `via`/`subject` fields, and `signoff web` as a command (users file and login limiter:
+test_web_auth.py)."""
 
 from __future__ import annotations
 
@@ -18,64 +19,11 @@ from activities.signatures import principals_match
 from tests.test_cli import SIGNOFF, signoff
 from workers.devstack import free_port
 from workers.settings import Settings
-from workers.web.limiter import LoginLimiter
 from workers.web.server import dev_web
 from workers.web.users import UserFile
 from workflows.validation import InvalidInput, parse_approve, parse_decide, parse_reject
 
 PASSWORD = "a long enough password"
-
-
-def test_users_are_normalised_hashed_and_reread(tmp_path: Path) -> None:
-    path = tmp_path / "web" / "users"
-    users = UserFile(path)
-    assert users.add("Alice", PASSWORD) == "alice"
-    assert users.authenticate("ALICE", PASSWORD) == "alice"
-    assert users.authenticate("alice", "wrong password!") is None
-    assert users.authenticate("nobody", PASSWORD) is None
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert PASSWORD not in path.read_text()
-    assert "$argon2id$" in path.read_text()
-    other = UserFile(path)  # another process: the server, while the CLI edits the file
-    assert other.names() == ["alice"]
-    users.add("bob", PASSWORD)
-    assert other.authenticate("bob", PASSWORD) == "bob"
-    assert users.remove("alice")
-    assert other.authenticate("alice", PASSWORD) is None
-    assert not users.remove("alice")
-
-
-def test_bad_users_and_files_are_refused(tmp_path: Path) -> None:
-    users = UserFile(tmp_path / "users")
-    with pytest.raises(ValueError, match="at least 12"):
-        users.add("carol", "short")
-    users.add("alice", PASSWORD)
-    with pytest.raises(ValueError, match="look-alike"):
-        users.add("\u0430lice", PASSWORD)  # U+0430, Cyrillic small a
-    with pytest.raises(ValueError, match="not a valid user name"):
-        users.add("al ice", PASSWORD)
-    (tmp_path / "users").write_text("alice:$argon2id$ok\nno hash here\n")
-    with pytest.raises(ValueError, match="users:2"):
-        UserFile(tmp_path / "users").names()
-
-
-def test_login_limiter_blocks_after_five_failures_within_the_window() -> None:
-    now = [1000.0]
-    limiter = LoginLimiter(max_failures=5, window_seconds=300, clock=lambda: now[0], max_keys=3)
-    for _ in range(5):
-        assert limiter.retry_after("ip:1", "user:bob") == 0
-        limiter.failure("ip:1", "user:bob")
-    assert limiter.retry_after("user:bob") == pytest.approx(300)
-    assert limiter.retry_after("ip:2", "user:carol") == 0
-    now[0] += 301
-    assert limiter.retry_after("ip:1", "user:bob") == 0
-    for _ in range(5):
-        limiter.failure("user:bob")
-    limiter.success("user:bob")
-    assert limiter.retry_after("user:bob") == 0
-    for key in ("a", "b", "c", "d"):
-        limiter.failure(key)
-    assert len(limiter._failures) == 3, "memory stays bounded"
 
 
 @pytest.mark.parametrize(

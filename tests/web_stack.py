@@ -7,13 +7,20 @@ from __future__ import annotations
 
 import re
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 import httpx
-from temporalio.testing import WorkflowEnvironment
+from temporalio.client import WorkflowHandle
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities.db import make_engine
+from activities.lint import LintActivities, Suggestion, list_suggestions
+from tests.helpers import start_request, wait_for_phase
 from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET
 from workers.devstack import free_port
 from workers.settings import Settings
@@ -22,8 +29,11 @@ from workers.web.context import Web
 from workers.web.server import build, serving
 from workers.web.signer import WebSigner
 from workers.worker import running_worker
+from workflows.runs import AnalyzeFailureInput
+from workflows.types import Phase
 
 PASSWORD = "correct horse battery staple"
+LINT_FIXTURE = Path(__file__).parent / "fixtures" / "lint" / "findings"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -89,3 +99,25 @@ async def browser_session(url: str, user: str, password: str = PASSWORD) -> Asyn
         assert "httponly" in cookie
         assert "samesite=lax" in cookie
         yield http
+
+
+async def waiting_request(
+    env: WorkflowEnvironment, stack: WebStack, request: str = "Configure hello", requester: str = "alice"
+) -> WorkflowHandle[Any, Any]:
+    """A change request started on the stack's worker and waiting for approval."""
+    handle = await start_request(env, stack.settings, request, requester)
+    await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+    return handle
+
+
+def lint_findings(settings: Settings, workflow_id: str) -> list[Suggestion]:
+    """Real ansible-lint findings stored for step 1 of `workflow_id`, as the failure analysis
+    stores them, on tests/fixtures/lint/findings/site.yml."""
+    shutil.copy(LINT_FIXTURE / "site.yml", settings.playbook_dir / "site.yml")
+    engine = make_engine(settings.require_database_url())
+    try:
+        inp = AnalyzeFailureInput(workflow_id, 1, 1, f"{workflow_id}.1.1.1", "site.yml")
+        ActivityEnvironment().run(LintActivities(engine, settings.playbook_dir).analyze_failure, inp)
+        return list_suggestions(engine, workflow_id)
+    finally:
+        engine.dispose()

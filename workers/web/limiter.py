@@ -1,7 +1,8 @@
 """Failed logins per key (`ip:<address>`, `user:<name>`): after `max_failures` within the
 window, that key must wait until the oldest failure leaves it. In memory, one per server
-process, used from its one event loop (no locking). Bounded: at most `max_keys` keys, the
-least recently failed dropped first."""
+process, used from its one event loop: not thread-safe, and it need not be (no locking).
+Bounded: keys whose failures all left the window are dropped as new failures arrive, and at
+most `max_keys` keys are kept, the least recently failed dropped first."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class LoginLimiter:
         self.window = window_seconds
         self.clock = clock
         self.max_keys = max_keys
+        # Ordered by most recent failure, oldest first: expired keys are always at the front.
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
 
     def retry_after(self, *keys: str) -> float:
@@ -42,12 +44,16 @@ class LoginLimiter:
                 times = self._failures[key] = deque(maxlen=self.max_failures)
             times.append(now)
             self._failures.move_to_end(key)
-        while len(self._failures) > self.max_keys:
-            self._failures.popitem(last=False)
+        self._prune(now)
 
     def success(self, *keys: str) -> None:
         for key in keys:
             self._failures.pop(key, None)
+
+    @property
+    def tracked_keys(self) -> int:
+        """How many keys are remembered (not `__len__`: an empty limiter must not be falsy)."""
+        return len(self._failures)
 
     def _recent(self, key: str, now: float) -> deque[float] | None:
         times = self._failures.get(key)
@@ -59,3 +65,12 @@ class LoginLimiter:
             del self._failures[key]
             return None
         return times
+
+    def _prune(self, now: float) -> None:
+        while self._failures:
+            oldest = next(iter(self._failures.values()))
+            if oldest[-1] > now - self.window:
+                break
+            self._failures.popitem(last=False)
+        while len(self._failures) > self.max_keys:
+            self._failures.popitem(last=False)

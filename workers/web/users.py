@@ -1,8 +1,9 @@
 """The web inbox's local users (when no OIDC issuer is configured): a file of argon2id hashes.
 
 One `name:hash` per line, names normalised as everywhere else (workflows.identity); `#` starts
-a comment. Written atomically with mode 0600. Read again whenever it changed on disk, so
-`signoff web user add|remove` takes effect on a running server.
+a comment. A name may contain `:` (an argon2 hash never does, so the line splits at its last
+one) but may not start with `#`. Written atomically with mode 0600. Read again whenever it
+changed on disk, so `signoff web user add|remove` takes effect on a running server.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def generate_password() -> str:
 class UserFile:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._seen: tuple[int, int] | None = None  # (mtime_ns, size) of what _users holds
+        # (inode, mtime, ctime, size) of what _users holds: every write is a new inode, so a
+        # rewrite of the same size within one timestamp tick is still noticed.
+        self._seen: tuple[int, int, int, int] | None = None
         self._users: dict[str, str] = {}
 
     def names(self) -> list[str]:
@@ -39,6 +42,8 @@ class UserFile:
     def add(self, name: str, password: str) -> str:
         """Add the user or set a new password; the normalised name. ValueError says what is wrong."""
         who = _identity(name)
+        if who.name.startswith("#"):
+            raise ValueError(f"{name!r}: a user name may not start with '#' (it would read as a comment)")
         if len(password) < MIN_PASSWORD:
             raise ValueError(f"the password must have at least {MIN_PASSWORD} characters")
         users = dict(self._load())
@@ -60,7 +65,7 @@ class UserFile:
     def authenticate(self, name: str, password: str) -> str | None:
         """The normalised name when the password is this user's; None otherwise."""
         try:
-            who = identify(name).name
+            who: str | None = identify(name).name
         except IdentityRefused:
             who = None
         stored = self._load().get(who) if who else None
@@ -82,9 +87,10 @@ class UserFile:
         except FileNotFoundError:
             self._seen, self._users = None, {}
             return self._users
-        if self._seen != (stat.st_mtime_ns, stat.st_size):
+        seen = (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
+        if self._seen != seen:
             self._users = _parse(self.path)
-            self._seen = (stat.st_mtime_ns, stat.st_size)
+            self._seen = seen
         return self._users
 
     def _write(self, users: dict[str, str]) -> None:
@@ -95,6 +101,8 @@ class UserFile:
         try:
             with os.fdopen(fd, "w") as out:
                 out.write(text)
+                out.flush()
+                os.fsync(out.fileno())  # a crash leaves the old file or the new one, never an empty one
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -110,13 +118,23 @@ def _identity(name: str) -> Identity:
 
 
 def _parse(path: Path) -> dict[str, str]:
-    users = {}
+    users: dict[str, str] = {}
+    lines: dict[str, int] = {}
     for number, line in enumerate(path.read_text().splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        name, sep, hashed = line.partition(":")
+        name, sep, hashed = line.rpartition(":")
         if not sep or not name or not hashed.startswith("$argon2"):
             raise ValueError(f"{path}:{number}: expected name:<argon2 hash>")
-        users[name] = hashed
+        # A hand-edited name that is not in normal form could never log in; say so instead.
+        try:
+            normal = identify(name).name
+        except IdentityRefused as err:
+            raise ValueError(f"{path}:{number}: {err}") from None
+        if normal != name:
+            raise ValueError(f"{path}:{number}: user {name!r} must be written {normal!r}")
+        if name in lines:
+            raise ValueError(f"{path}:{number}: user {name!r} is already on line {lines[name]}")
+        users[name], lines[name] = hashed, number
     return users
