@@ -108,6 +108,10 @@ class AuditDbActivities:
                 "note": d.note,
                 "raw": d.raw,
                 "decided_at": d.at,
+                # A signed decision sent to a request of an earlier release: the claims with the key.
+                "key_fingerprint": d.key_fingerprint,
+                "via": d.via,
+                "subject": d.subject,
             }
             for seq, d in enumerate(
                 [*status.approvals, *([status.rejection] if status.rejection else []), *status.decisions]

@@ -1,9 +1,12 @@
 """Signed decisions: an approve, reject or decide checked against the worker's OpenSSH
 allowed_signers file (SIGNOFF_ALLOWED_SIGNERS).
 
-The principals of an allowed_signers line are an OpenSSH pattern list: a line whose principals
-are patterns (`*@example.com`) is an attesting key, such as the web inbox's own key, which
-signs the decisions of the people it has authenticated.
+The key must be allowed for the approver or operator: a line's principals are an OpenSSH
+pattern list (`principals_match`). A line naming one person is that person's key; a line whose
+principals are patterns (`*@example.com,!root@example.com`) is an attesting key, such as the web
+inbox's own, which signs the decisions of the people it has authenticated and covers everyone
+its patterns match. A decision's `via` and `subject` are the sender's claims; what this module
+proves, and the workflow records, is which key signed.
 
 The workflow rebuilds the signed message from its own workflow id and the plan digest, so a
 signature made for another request or another plan does not verify. Whether it verified, and
@@ -14,10 +17,12 @@ the answer instead of reading the file again. Verification is `sshsig` (the SSHS
 
 from __future__ import annotations
 
+import enum
 import logging
-import unicodedata
+import re
 from pathlib import Path
 
+import precis_i18n
 from sshsig import InvalidSignature, PublicKey, check_signature
 from sshsig.allowed_signers import AllowedSigner, load_allowed_signers_file
 from temporalio import activity
@@ -62,7 +67,8 @@ def verify_signature(inp: VerifySignatureInput, signers: list[AllowedSigner]) ->
             False, key_fingerprint=fingerprint, reason=f"key {fingerprint} is not in the allowed_signers file"
         )
     if not any(principals_match(s.principals, inp.who) for s in allowed):
-        shown = sorted({_shown(p) for s in allowed for p in s.principals.split(",") if p.strip()})
+        # In the file's order, so `*@example.com,!root@example.com` reads as written.
+        shown = list(dict.fromkeys(_shown(p) for s in allowed for p in s.principals.split(",") if p.strip()))
         attesting = any(ch in "".join(shown) for ch in "*?!")
         owner = f"signs for {', '.join(shown)}, not for" if attesting else f"belongs to {', '.join(shown)}, not to"
         return VerifySignatureResult(False, key_fingerprint=fingerprint, reason=f"key {fingerprint} {owner} {inp.who}")
@@ -93,16 +99,22 @@ def principals_match(principals: str, who: str) -> bool:
     and `?` one; a pattern starting with `!` that matches refuses, whatever else matches. A line
     with patterns is an attesting key (the web inbox's): it signs for everyone it covers.
 
-    An exact principal is normalised as every name is (PRECIS). A pattern's literal text is
-    width- and case-mapped the same way (NFKC, lowercase, NFC), so `*@Example.COM` covers
-    `bob@example.com`; wildcards never match what a name cannot hold, since names are normalised
-    (and look-alikes refused) before they get here."""
+    Principals are compared as names are (workflows/identity.py), not as raw strings. An exact
+    principal goes through `identify`, as every name does. A pattern is not a name, so it is not
+    checked as one; instead each literal run between its wildcards gets the mappings `identify`
+    applies to a name before checking it (PRECIS UsernameCaseMapped: width, lowercase, NFC) and
+    nothing more. So `*@Example.COM` covers `bob@example.com`, and a mapped character never
+    becomes a wildcard (FULLWIDTH ASTERISK U+FF0A stays a literal `*`).
+
+    Names may themselves hold `*`, `?`, `!` or `,` (PRECIS allows ASCII punctuation). In `who`
+    they are plain characters, never wildcards, so a sender cannot widen what a line covers; a
+    person so named can only be covered by a pattern, as in OpenSSH, which has no escapes."""
     matched = False
     for raw in principals.split(","):
         pattern = raw.strip()
         negated = pattern.startswith("!")
-        pattern = pattern.removeprefix("!")
-        if not pattern or not _glob(_normal(pattern), who):
+        tokens = _compile(pattern.removeprefix("!"))
+        if tokens is None or not _glob(tokens, who):
             continue
         if negated:
             return False
@@ -121,27 +133,49 @@ def _shown(principal: str) -> str:
         return text
 
 
-def _normal(pattern: str) -> str:
-    if not any(ch in pattern for ch in "*?"):
+class _Wild(enum.Enum):
+    RUN = "*"  # any run of characters, none included
+    ONE = "?"  # exactly one character
+
+
+_Token = str | _Wild  # a literal character, or a wildcard
+_PROFILE = precis_i18n.get_profile("UsernameCaseMapped")
+
+
+def _compile(pattern: str) -> tuple[_Token, ...] | None:
+    """The pattern as tokens, or None when it can cover nobody (empty, or an exact principal
+    that cannot be a person's name)."""
+    if not pattern:
+        return None
+    if "*" not in pattern and "?" not in pattern:
         try:
-            return identify(pattern).name
+            return tuple(identify(pattern).name)
         except IdentityRefused:
-            return "\0"  # matches no name: a principal that cannot be a person covers nobody
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFKC", pattern).lower())
+            return None
+    tokens: list[_Token] = []
+    for part in re.split(r"([*?])", pattern):
+        if part in ("*", "?"):
+            tokens.append(_Wild(part))
+        elif part:
+            mapped = _PROFILE.width_mapping_rule(part)
+            tokens.extend(_PROFILE.normalization_rule(_PROFILE.case_mapping_rule(mapped)))
+    return tuple(tokens)
 
 
-def _glob(pattern: str, text: str) -> bool:
-    """`*` and `?` only, in O(len(pattern) * len(text)) at worst: no backtracking blow-up."""
+def _glob(pattern: tuple[_Token, ...], text: str) -> bool:
+    """Wildcard matching without recursion: on a mismatch only the last `*` seen takes one more
+    character, so the work is at most len(pattern) * len(text) steps, whatever the pattern
+    (a recursive matcher, as OpenSSH's match_pattern is, can take exponential time on `*a*a*a*...b`)."""
     p = t = 0
     star, mark = -1, 0
     while t < len(text):
-        if p < len(pattern) and pattern[p] in ("?", text[t]) and pattern[p] != "*":
-            p, t = p + 1, t + 1
-        elif p < len(pattern) and pattern[p] == "*":
+        if p < len(pattern) and pattern[p] is _Wild.RUN:
             star, mark, p = p, t, p + 1
+        elif p < len(pattern) and (pattern[p] is _Wild.ONE or pattern[p] == text[t]):
+            p, t = p + 1, t + 1
         elif star >= 0:
             p, mark = star + 1, mark + 1
             t = mark
         else:
             return False
-    return all(ch == "*" for ch in pattern[p:])
+    return all(token is _Wild.RUN for token in pattern[p:])

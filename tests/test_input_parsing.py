@@ -1,13 +1,15 @@
-"""`parse_input`: strict validation of the workflow input, with errors that name the field."""
+"""`parse_input` and the decision parsers: strict validation of the workflow input and of
+approve, reject and decide payloads, with errors that name the field."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from workflows.types import ChangeRequestInput
-from workflows.validation import InvalidInput, parse_input
+from workflows.types import ApproveInput, ChangeRequestInput, DecideInput, RejectInput
+from workflows.validation import InvalidInput, parse_approve, parse_decide, parse_input, parse_reject
 
 MINIMAL = {"request": "Deploy hello", "requester": "alice"}
 
@@ -140,3 +142,62 @@ def test_parsed_vars_are_a_copy() -> None:
     extra_vars["greeting"] = "changed later"
 
     assert parsed.vars == {"greeting": "hi"}
+
+
+# The three decision payloads, each with its required fields; `via` and `subject` are parsed
+# the same way in all of them.
+DECISIONS = [
+    pytest.param(parse_approve, {"approver": "bob"}, id="approve"),
+    pytest.param(parse_reject, {"approver": "bob"}, id="reject"),
+    pytest.param(parse_decide, {"operator": "bob", "action": "retry"}, id="decide"),
+]
+Parser = Callable[[object], ApproveInput | RejectInput | DecideInput]
+
+
+@pytest.mark.parametrize(("parse", "base"), DECISIONS)
+def test_via_and_subject_are_optional_and_kept_as_sent(parse: Parser, base: dict[str, Any]) -> None:
+    for absent in (base, {**base, "via": None, "subject": None}):
+        parsed = parse(dict(absent))
+        assert (parsed.via, parsed.subject) == (None, None)
+    for via in ("web", "cli", "script", "a", "a" + "-" * 31, "web2-inbox"):
+        assert parse({**base, "via": via}).via == via
+    for subject in ("local:alice", "oidc:https://idp.example#248289761001", "local:zoë", " padded ", "s" * 256):
+        assert parse({**base, "subject": subject}).subject == subject
+
+
+@pytest.mark.parametrize(("parse", "base"), DECISIONS)
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("via", "", "must be a channel name"),
+        ("via", "Web", "must be a channel name"),
+        ("via", "1web", "must be a channel name"),
+        ("via", "-web", "must be a channel name"),
+        ("via", " web", "must be a channel name"),
+        ("via", "web\n", "must be a channel name"),
+        ("via", "wéb", "must be a channel name"),
+        ("via", "web_inbox", "must be a channel name"),
+        ("via", "w" * 33, "must be a channel name"),
+        ("via", 3, "must be a string"),
+        ("via", ["web"], "must be a string"),
+        ("subject", "", "must be 1 to 256 characters"),
+        ("subject", "   ", "must be 1 to 256 characters"),
+        ("subject", "s" * 257, "must be 1 to 256 characters"),
+        ("subject", "local:bob\napproved: mallory", "must not contain control"),
+        ("subject", "local:bob\r", "must not contain control"),
+        ("subject", "local:\x1b[31mbob", "must not contain control"),
+        ("subject", "local:\x00bob", "must not contain control"),
+        ("subject", "local:\u202ebob", "must not contain control"),  # a bidi override
+        ("subject", "local:\u200bbob", "must not contain control"),  # zero width space
+        ("subject", "local:bob\u2028approved: mallory", "line separator"),
+        ("subject", 42, "must be a string"),
+    ],
+)
+def test_a_bad_via_or_subject_is_refused_naming_the_field(
+    parse: Parser, base: dict[str, Any], field: str, value: object, problem: str
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse({**base, field: value})
+
+    assert caught.value.field == field
+    assert problem in caught.value.problem

@@ -32,11 +32,12 @@ from tests.helpers import (
     wait_for_phase,
 )
 from tests.test_cli import signoff
+from workers.render import decision_line
 from workers.settings import Settings
 from workers.worker import running_worker
 from workflows.change_request import ChangeRequestWorkflow
 from workflows.signatures import VerifySignatureInput, signing_message
-from workflows.types import ApproveInput, ChangeRequestStatus, DecideInput, Phase
+from workflows.types import ApproveInput, ChangeRequestStatus, DecideInput, Phase, RejectInput
 from workflows.validation import InvalidInput, parse_approve
 
 SCRIPT = Path(__file__).parent.parent / "scripts" / "approve.sh"
@@ -230,6 +231,43 @@ async def test_a_signed_decide_on_a_failed_step(
         ("carol", "abort", keys["carol"].fingerprint)
     ]
     assert "does not verify over 'signoff:decide-abort:" in final.refused[0].reason
+
+
+async def test_a_signed_rejection_records_its_channel_beside_its_key(
+    env: WorkflowEnvironment, signed: Settings, keys: dict[str, Key]
+) -> None:
+    """`via` and `subject` are the sender's claims: recorded as sent, next to the key that signed
+    (attesting keys that sign for others: test_attesting_signers.py)."""
+    async with running_worker(env.client, signed):
+        handle = await start_request(env, signed, DEBUG_ONLY)
+        planned = await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+        assert planned.plan is not None
+        digest = planned.plan.plan_digest
+        signature = keys["carol"].sign(signing_message("reject", handle.id, digest))
+        rejection = RejectInput(
+            "carol", "not today", plan_digest=digest, signature=signature, via="cli", subject="unix:carol"
+        )
+        await handle.signal(ChangeRequestWorkflow.reject, rejection)  # type: ignore[arg-type]  # the handler takes a RawValue
+        result = await handle.result()
+        final = await handle.query(ChangeRequestWorkflow.status)
+
+    assert result.outcome == Phase.REJECTED
+    assert final.rejection is not None
+    fingerprint = keys["carol"].fingerprint
+    assert (final.rejection.via, final.rejection.subject, final.rejection.key_fingerprint) == (
+        "cli",
+        "unix:carol",
+        fingerprint,
+    )
+    assert decision_line("rejected:", final.rejection) == (
+        f"rejected: carol at {final.rejection.at}, via cli as unix:carol, signed with key {fingerprint} — not today"
+    )
+    rows = db_rows(
+        signed.database_url,
+        "SELECT verdict, via, subject, key_fingerprint FROM decisions WHERE change_request_id = :id",
+        id=handle.id,
+    )
+    assert rows == [{"verdict": "reject", "via": "cli", "subject": "unix:carol", "key_fingerprint": fingerprint}]
 
 
 @pytest.mark.slow

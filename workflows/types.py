@@ -145,8 +145,10 @@ class ApproveInput:
     plan_digest: str | None = None  # when given, the plan approved: refused unless it is the one waiting
     signature: str | None = None  # armored `ssh-keygen -Y sign -n signoff` over signing_message(...)
     # The channel it came through (`web`, `cli`, ...) and who that channel authenticated
-    # (`local:alice`, `oidc:<issuer>#<sub>`): claims of the sender, recorded as sent. What proves
-    # them is the key that signed the decision (its fingerprint is recorded with it).
+    # (`local:alice`, `oidc:<issuer>#<sub>`): claims of the sender, recorded as sent and never
+    # used to decide anything. What proves them is the key that signed the decision (its
+    # fingerprint is recorded with it): they are worth what that key's holder is trusted for.
+    # The signature itself does not cover them (signing_message: verdict, request, plan).
     via: str | None = None
     subject: str | None = None
 

@@ -240,6 +240,8 @@ def _digest(obj: dict[str, Any]) -> str | None:
     return value.strip() if value is not None else None
 
 
+# `via` and `subject` are the sender's claims (types.ApproveInput), recorded as sent: only their
+# shape is checked here, so they print safely. The signing key is what proves who sent them.
 _VIA = re.compile(r"[a-z][a-z0-9-]{0,31}")
 MAX_SUBJECT_CHARS = 256
 
@@ -257,8 +259,10 @@ def _subject(obj: dict[str, Any]) -> str | None:
         return None
     if not value.strip() or len(value) > MAX_SUBJECT_CHARS:
         raise InvalidInput("subject", f"must be 1 to {MAX_SUBJECT_CHARS} characters")
-    if any(unicodedata.category(ch).startswith("C") for ch in value):
-        raise InvalidInput("subject", "must not contain control or format characters")
+    # Cc/Cf (controls, bidi overrides) and U+2028/U+2029 would let a subject forge or reorder
+    # the lines `status` and `audit` print; unassigned and private-use characters have no use here.
+    if any(unicodedata.category(ch)[0] == "C" or unicodedata.category(ch) in ("Zl", "Zp") for ch in value):
+        raise InvalidInput("subject", "must not contain control, format or line separator characters")
     return value
 
 
