@@ -5,11 +5,13 @@ The key must be allowed for the approver or operator: a line's principals are an
 pattern list (`principals_match`). A line naming one person is that person's key; a line whose
 principals are patterns (`*@example.com,!root@example.com`) is an attesting key, such as the web
 inbox's own, which signs the decisions of the people it has authenticated and covers everyone
-its patterns match. A decision's `via` and `subject` are the sender's claims; what this module
-proves, and the workflow records, is which key signed.
+its patterns match, and must sign the message that names the person (`signing_message(...,
+who)`): one person's signature is then no one else's. A decision's `via` and `subject` are the
+sender's claims; what this module proves, and the workflow records, is which key signed.
 
-The workflow rebuilds the signed message from its own workflow id and the plan digest, so a
-signature made for another request or another plan does not verify. Whether it verified, and
+The workflow rebuilds the signed message from its own workflow id, the plan digest and the
+decider's normalised name, so a signature made for another request, another plan or another
+person does not verify. Whether it verified, and
 with which key, comes back as the activity's result and is recorded in history: replay reads
 the answer instead of reading the file again. Verification is `sshsig` (the SSHSIG format of
 `ssh-keygen -Y sign`); the allowed_signers file is parsed by sshsig too.
@@ -51,14 +53,20 @@ class SignatureActivities:
 
 
 def verify_signature(inp: VerifySignatureInput, signers: list[AllowedSigner]) -> VerifySignatureResult:
-    message = signing_message(inp.verdict, inp.workflow_id, inp.plan_digest)
-    try:
-        key = check_signature(message.encode(), inp.signature, namespace=SIGNATURE_NAMESPACE)
-    except (InvalidSignature, NotImplementedError, ValueError) as err:
-        log.debug("signature refused for %s: %s", inp.workflow_id, err)  # the blob itself is never logged
+    """Verified when the signature is over the message naming `who` by a key whose line covers
+    them, or over the short message by a key whose line names `who` alone (the key is the
+    person's own, so the message need not say whose it is)."""
+    named = signing_message(inp.verdict, inp.workflow_id, inp.plan_digest, inp.who)
+    short = signing_message(inp.verdict, inp.workflow_id, inp.plan_digest)
+    key = _signed_by(named, inp.signature)
+    names_person = key is not None
+    key = key or _signed_by(short, inp.signature)
+    if key is None:
+        log.debug("signature refused for %s", inp.workflow_id)  # the blob itself is never logged
         return VerifySignatureResult(
             False,
-            reason=f"the signature does not verify over {message!r} in namespace {SIGNATURE_NAMESPACE!r}",
+            reason=f"the signature does not verify over {named!r} (nor over {short!r}) "
+            f"in namespace {SIGNATURE_NAMESPACE!r}",
         )
     fingerprint = key.sha256_str()
     allowed = [s for s in signers if _key_of(s) == key and _namespace_allowed(s)]
@@ -66,13 +74,34 @@ def verify_signature(inp: VerifySignatureInput, signers: list[AllowedSigner]) ->
         return VerifySignatureResult(
             False, key_fingerprint=fingerprint, reason=f"key {fingerprint} is not in the allowed_signers file"
         )
-    if not any(principals_match(s.principals, inp.who) for s in allowed):
-        # In the file's order, so `*@example.com,!root@example.com` reads as written.
-        shown = list(dict.fromkeys(_shown(p) for s in allowed for p in s.principals.split(",") if p.strip()))
+    covering = [s for s in allowed if principals_match(s.principals, inp.who)]
+    # In the file's order, so `*@example.com,!root@example.com` reads as written.
+    shown = list(dict.fromkeys(_shown(p) for s in allowed for p in s.principals.split(",") if p.strip()))
+    if not covering:
         attesting = any(ch in "".join(shown) for ch in "*?!")
         owner = f"signs for {', '.join(shown)}, not for" if attesting else f"belongs to {', '.join(shown)}, not to"
         return VerifySignatureResult(False, key_fingerprint=fingerprint, reason=f"key {fingerprint} {owner} {inp.who}")
+    if not names_person and not any(_one_person(s.principals) for s in covering):
+        return VerifySignatureResult(
+            False,
+            key_fingerprint=fingerprint,
+            reason=f"key {fingerprint} signs for {', '.join(shown)}: its signature must name the person, "
+            f"over {named!r}",
+        )
     return VerifySignatureResult(True, key_fingerprint=fingerprint)
+
+
+def _signed_by(message: str, signature: str) -> PublicKey | None:
+    try:
+        return check_signature(message.encode(), signature, namespace=SIGNATURE_NAMESPACE)
+    except (InvalidSignature, NotImplementedError, ValueError):
+        return None
+
+
+def _one_person(principals: str) -> bool:
+    """A line naming one person, no patterns: that person's own key."""
+    names = [p.strip() for p in principals.split(",") if p.strip()]
+    return len(names) == 1 and not any(ch in names[0] for ch in "*?!")
 
 
 def _key_of(signer: AllowedSigner) -> PublicKey | None:

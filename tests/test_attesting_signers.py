@@ -103,9 +103,14 @@ def signer_line(key: Key, principals: str, options: str = 'namespaces="signoff" 
     return AllowedSigner.parse(f"{principals} {options}{Path(f'{key.path}.pub').read_text().strip()}")
 
 
-def verify(key: Key, who: str, line: AllowedSigner) -> tuple[bool, str | None]:
+def verify(key: Key, who: str, line: AllowedSigner, signed_for: str | None = "") -> tuple[bool, str | None]:
+    """Whether `key`'s signature for `signed_for` (default `who`; None: the short message that
+    names nobody) verifies as `who`'s decision."""
     digest = "sha256:" + "3" * 64
-    inp = VerifySignatureInput("cr-1", "approve", digest, who, key.sign(signing_message("approve", "cr-1", digest)))
+    named = who if signed_for == "" else signed_for
+    inp = VerifySignatureInput(
+        "cr-1", "approve", digest, who, key.sign(signing_message("approve", "cr-1", digest, named))
+    )
     result = verify_signature(inp, [line])
     if result.verified:
         assert result.key_fingerprint == key.fingerprint
@@ -125,6 +130,34 @@ def test_a_refusal_names_the_patterns_the_key_signs_for(web_key: Key) -> None:
     )
     person = signer_line(web_key, "Carol")
     assert verify(web_key, "bob", person)[1] == f"key {fp} belongs to carol, not to bob", "as before patterns"
+
+
+def test_a_key_that_signs_for_several_people_must_name_the_person(web_key: Key) -> None:
+    """Otherwise one person's signature, seen in a refused decision or in history, could be sent
+    again under another covered name and count as theirs."""
+    line = signer_line(web_key, WEB_PRINCIPALS)
+    fp = web_key.fingerprint
+    named = repr(signing_message("approve", "cr-1", "sha256:" + "3" * 64, "bob@example.com"))
+    assert verify(web_key, "bob@example.com", line, signed_for=None) == (
+        False,
+        f"key {fp} signs for *@example.com, !root@example.com: its signature must name the person, over {named}",
+    )
+    verified, reason = verify(web_key, "bob@example.com", line, signed_for="mallory@example.com")
+    assert not verified
+    assert reason is not None
+    assert reason.startswith(f"the signature does not verify over {named}")
+    for principals in ("alice,bob", "bob,bob@example.com"):  # several exact names: several people
+        assert verify(web_key, "bob", signer_line(web_key, principals), signed_for=None)[0] is False
+        assert verify(web_key, "bob", signer_line(web_key, principals)) == (True, None)
+
+
+def test_a_persons_own_key_may_sign_either_message(web_key: Key) -> None:
+    """A line naming one person: the key is theirs, so the short message (scripts/approve.sh,
+    releases before the named one) is enough, and the named one verifies too."""
+    line = signer_line(web_key, "bob@example.com")
+    assert verify(web_key, "bob@example.com", line, signed_for=None) == (True, None)
+    assert verify(web_key, "bob@example.com", line) == (True, None)
+    assert verify(web_key, "bob@example.com", line, signed_for="carol@example.com")[0] is False
 
 
 @pytest.mark.parametrize(
@@ -167,16 +200,29 @@ async def test_an_attesting_key_approves_for_the_people_its_patterns_cover(
         planned = await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
         assert planned.plan is not None
         digest = planned.plan.plan_digest
-        by_web = web_key.sign(signing_message("approve", handle.id, digest))
+
+        def by_web(who: str | None) -> str:
+            return web_key.sign(signing_message("approve", handle.id, digest, who))
+
         for who in ("mallory@evil.com", "root@example.com"):
             await handle.signal(
                 ChangeRequestWorkflow.approve,
-                ApproveInput(who, plan_digest=digest, signature=by_web, via="web", subject=f"local:{who}"),  # type: ignore[arg-type]  # the handler takes a RawValue
+                ApproveInput(who, plan_digest=digest, signature=by_web(who), via="web", subject=f"local:{who}"),  # type: ignore[arg-type]  # the handler takes a RawValue
+            )
+        # A covered person's signature sent as another covered person, and one naming nobody.
+        for who, signature in (("bob@example.com", by_web("dave@example.com")), ("bob@example.com", by_web(None))):
+            await handle.signal(
+                ChangeRequestWorkflow.approve,
+                ApproveInput(who, plan_digest=digest, signature=signature, via="web"),  # type: ignore[arg-type]  # the handler takes a RawValue
             )
         await handle.signal(
             ChangeRequestWorkflow.approve,
             ApproveInput(  # type: ignore[arg-type]  # the handler takes a RawValue
-                "Bob@Example.com", plan_digest=digest, signature=by_web, via="web", subject="local:bob@example.com"
+                "Bob@Example.com",
+                plan_digest=digest,
+                signature=by_web("bob@example.com"),
+                via="web",
+                subject="local:bob@example.com",
             ),
         )
         by_carol = carol.sign(signing_message("approve", handle.id, digest))
@@ -190,9 +236,14 @@ async def test_an_attesting_key_approves_for_the_people_its_patterns_cover(
     await replay_and_keep(handle, "attested_approval")
     assert result.outcome == Phase.SUCCEEDED
     fp = web_key.fingerprint
+    named = repr(signing_message("approve", handle.id, digest, "bob@example.com"))
     assert [r.reason for r in final.refused] == [
         f"signature refused: key {fp} signs for *@example.com, !root@example.com, not for mallory@evil.com",
         f"signature refused: key {fp} signs for *@example.com, !root@example.com, not for root@example.com",
+        f"signature refused: the signature does not verify over {named} "
+        f"(nor over {signing_message('approve', handle.id, digest)!r}) in namespace 'signoff'",
+        f"signature refused: key {fp} signs for *@example.com, !root@example.com: "
+        f"its signature must name the person, over {named}",
     ]
     bob, by_own_key = final.approvals
     assert (bob.who, bob.raw, bob.via, bob.subject, bob.key_fingerprint) == (

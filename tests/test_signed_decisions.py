@@ -168,7 +168,8 @@ async def test_every_bad_signature_is_refused_recorded_and_changes_nothing(
         assert f"key {mallory.fingerprint} is not in the allowed_signers file" in reasons[1]
         assert f"key {carol.fingerprint} belongs to carol, not to bob" in reasons[2]
         for wrong_message in reasons[3:6]:
-            assert f"signature does not verify over 'signoff:approve:{handle.id}:{digest}'" in wrong_message
+            assert f"signature does not verify over 'signoff:approve:{handle.id}:{digest}\\nfor:bob'" in wrong_message
+            assert f"(nor over 'signoff:approve:{handle.id}:{digest}')" in wrong_message
         assert "must name the plan_digest it signs" in reasons[6]
         assert f"plan_digest {other_digest} is not the plan awaiting a decision" in reasons[7]
 

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from tests.conftest import with_policy
 from tests.helpers import db_rows, wait_for_phase
 from tests.web_stack import PASSWORD, browser_session, csrf_of, lint_findings, waiting_request, web_stack
 from workers.settings import Settings
@@ -75,6 +76,29 @@ async def test_approve_from_the_web_is_signed_verified_run_and_audited(
                 assert final.audit_commit
                 assert final.audit_commit in audit.text
                 assert approval.key_fingerprint in audit.text
+
+
+async def test_two_people_approve_from_the_web_under_one_key(env: WorkflowEnvironment, settings: Settings) -> None:
+    """The server's key signs for both, over messages naming each: two approvals, not one
+    signature sent twice (a quorum of 2 could not be met from the web otherwise)."""
+    with env.with_time_skipping_disabled():
+        async with web_stack(env, with_policy(settings, required_approvals=2)) as stack:
+            handle = await waiting_request(env, stack, DEBUG_ONLY)
+            for approver in ("bob", "carol"):
+                async with browser_session(stack.url, approver) as http:
+                    page = await http.get(f"/requests/{handle.id}")
+                    done = await http.post(
+                        f"/requests/{handle.id}/decision",
+                        data={"verdict": "approve", "plan_digest": _digest(page.text), "csrf": csrf_of(page.text)},
+                    )
+                    assert done.status_code == 303, done.text
+            assert (await handle.result()).outcome == Phase.SUCCEEDED
+            final = await handle.query(ChangeRequestWorkflow.status)
+
+    assert final.refused == []
+    assert [(a.who, a.via) for a in final.approvals] == [("bob", "web"), ("carol", "web")]
+    assert len({a.key_fingerprint for a in final.approvals}) == 1
+    assert len({a.signature_sha256 for a in final.approvals}) == 2
 
 
 async def test_refusals_are_shown_in_words_and_change_nothing(env: WorkflowEnvironment, settings: Settings) -> None:

@@ -188,7 +188,8 @@ async def _signed(
         else ("approve" if isinstance(decision, ApproveInput) else "reject")
     )
     errors.print(f"signing {verdict} of {request_id}, plan {digest}", markup=False)
-    signature = await sign_decision(verdict, request_id, digest, key)
+    who = decision.operator if isinstance(decision, DecideInput) else decision.approver
+    signature = await sign_decision(verdict, request_id, digest, who, key)
     return dataclasses.replace(decision, plan_digest=digest, signature=signature)
 
 

@@ -13,12 +13,18 @@ import tempfile
 from pathlib import Path
 
 from workers.ops import OperationError
+from workflows.identity import IdentityRefused, identify
 from workflows.signatures import SIGNATURE_NAMESPACE, signing_message
 
 
-async def sign_decision(verdict: str, workflow_id: str, plan_digest: str, key: Path | None) -> str:
-    """The armored signature over the decision's message; OperationError when it cannot be made."""
-    message = signing_message(verdict, workflow_id, plan_digest).encode()
+async def sign_decision(verdict: str, workflow_id: str, plan_digest: str, who: str, key: Path | None) -> str:
+    """The armored signature over the decision's message naming `who` (normalised as the workflow
+    will), which every key may sign; OperationError when it cannot be made."""
+    try:
+        name = identify(who).name
+    except IdentityRefused as err:
+        raise OperationError(str(err)) from None
+    message = signing_message(verdict, workflow_id, plan_digest, name).encode()
     if key is not None:
         return await _ssh_keygen_sign(key, message)
     public = await _agent_key()

@@ -8,11 +8,18 @@ from dataclasses import dataclass
 SIGNATURE_NAMESPACE = "signoff"  # the `-n` of `ssh-keygen -Y sign`
 
 
-def signing_message(verdict: str, workflow_id: str, plan_digest: str) -> str:
+def signing_message(verdict: str, workflow_id: str, plan_digest: str, who: str | None = None) -> str:
     """What a signed decision signs (DESIGN.md section 3). `verdict`: approve, reject, or the
-    decide action (retry, skip, abort), which is signed as `decide-<action>`."""
+    decide action (retry, skip, abort), which is signed as `decide-<action>`.
+
+    With `who` (the PRECIS-normalised name, as the workflow records it), the form that also names
+    the person: `signoff:<verdict>:<id>:<digest>` + newline + `for:<who>`. A key that signs for
+    several people (an attesting key such as the web inbox's) must use it, or one person's
+    signature could be sent again under another's name. Names hold no newline and the digest
+    has a fixed form, so the text can be read back one way only."""
     signed = verdict if verdict in ("approve", "reject") else f"decide-{verdict}"
-    return f"signoff:{signed}:{workflow_id}:{plan_digest}"
+    message = f"signoff:{signed}:{workflow_id}:{plan_digest}"
+    return message if who is None else f"{message}\nfor:{who}"
 
 
 @dataclass(frozen=True)
@@ -22,7 +29,7 @@ class VerifySignatureInput:
     workflow_id: str
     verdict: str  # approve | reject | retry | skip | abort
     plan_digest: str
-    who: str  # PRECIS-normalised approver or operator: must be the key's principal
+    who: str  # PRECIS-normalised approver or operator: the key's line must cover them
     signature: str
 
 

@@ -142,7 +142,7 @@ async def decide(request: Request, web: Web, user: str, subject: str) -> Respons
             operator=user, action=verdict, comment=comment, plan_digest=digest, via="web", subject=subject
         )
     try:
-        signature = await web.signer.sign(verdict, workflow_id, digest)
+        signature = await web.signer.sign(verdict, workflow_id, digest, user)
         signed = dataclasses.replace(decision, signature=signature)
         await asyncio.wait_for(ops.decide(web.client, workflow_id, signed), DECIDE_TIMEOUT)
     except ops.OperationError as err:
