@@ -53,19 +53,25 @@ class SignatureActivities:
 
 
 def verify_signature(inp: VerifySignatureInput, signers: list[AllowedSigner]) -> VerifySignatureResult:
-    """Verified when the signature is over the message naming `who` by a key whose line covers
-    them, or over the short message by a key whose line names `who` alone (the key is the
-    person's own, so the message need not say whose it is)."""
+    """Verified when the signature is over the message naming `who` (and, for a decide, maybe
+    its run) by a key whose line covers them, or over the short message by a key whose line
+    names `who` alone (the key is the person's own, so the message need not say whose it is)."""
     named = signing_message(inp.verdict, inp.workflow_id, inp.plan_digest, inp.who)
     short = signing_message(inp.verdict, inp.workflow_id, inp.plan_digest)
-    key = _signed_by(named, inp.signature)
+    # A decide may also name the failed run it decides on: the fullest text first.
+    candidates = [named]
+    if inp.run is not None:
+        candidates.insert(0, signing_message(inp.verdict, inp.workflow_id, inp.plan_digest, inp.who, inp.run))
+    key = None
+    for message in candidates:
+        key = key or _signed_by(message, inp.signature)
     names_person = key is not None
     key = key or _signed_by(short, inp.signature)
     if key is None:
         log.debug("signature refused for %s", inp.workflow_id)  # the blob itself is never logged
         return VerifySignatureResult(
             False,
-            reason=f"the signature does not verify over {named!r} (nor over {short!r}) "
+            reason=f"the signature does not verify over {candidates[0]!r} (nor over {short!r}) "
             f"in namespace {SIGNATURE_NAMESPACE!r}",
         )
     fingerprint = key.sha256_str()

@@ -34,6 +34,7 @@ from tests.helpers import (
 from tests.test_cli import signoff
 from workers.render import decision_line
 from workers.settings import Settings
+from workers.signing import failed_run, sign_decision
 from workers.worker import running_worker
 from workflows.change_request import ChangeRequestWorkflow
 from workflows.signatures import VerifySignatureInput, signing_message
@@ -232,6 +233,69 @@ async def test_a_signed_decide_on_a_failed_step(
         ("carol", "abort", keys["carol"].fingerprint)
     ]
     assert "does not verify over 'signoff:decide-abort:" in final.refused[0].reason
+
+
+async def test_one_operator_signs_a_retry_of_each_failed_run(
+    env: WorkflowEnvironment, signed: Settings, keys: dict[str, Key]
+) -> None:
+    """A decide's signature names the failed run (step.runs): carol may retry a step that failed
+    again, which the same text would not allow (ed25519 signs it the same way twice), while her
+    signature for the first run decides nothing on the second."""
+    carol = keys["carol"].path
+    async with running_worker(env.client, signed):
+        handle = await start_request(env, signed, "Deploy doomed")
+        planned = await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+        assert planned.plan is not None
+        digest = planned.plan.plan_digest
+        await handle.signal(ChangeRequestWorkflow.approve, approval(handle, digest, keys["bob"], "bob"))  # type: ignore[arg-type]  # the handler takes a RawValue
+
+        async def failed(runs: int) -> ChangeRequestStatus:
+            status = await handle.query(ChangeRequestWorkflow.status)
+            assert (status.phase, status.steps[0].runs) == (Phase.AWAITING_DECISION, runs)
+            return status
+
+        first = await assert_eventually(lambda: failed(1))
+        assert failed_run(first) == "1.1"
+        retry_1 = await sign_decision("retry", handle.id, digest, "Carol", carol, failed_run(first))
+        await handle.execute_update(
+            ChangeRequestWorkflow.decide_update, DecideInput("Carol", "retry", plan_digest=digest, signature=retry_1)
+        )  # type: ignore[arg-type]  # the handler takes a RawValue
+        second = await assert_eventually(lambda: failed(2))
+        stale_abort = await sign_decision("abort", handle.id, digest, "carol", carol, "1.1")
+        refusals = []
+        for verdict, stale in (("retry", retry_1), ("abort", stale_abort)):
+            with pytest.raises(WorkflowUpdateFailedError) as refused:
+                await handle.execute_update(
+                    ChangeRequestWorkflow.decide_update,
+                    DecideInput("carol", verdict, plan_digest=digest, signature=stale),  # type: ignore[arg-type]  # the handler takes a RawValue
+                )
+            refusals.append(str(refused.value.cause))
+        retry_2 = await sign_decision("retry", handle.id, digest, "carol", carol, failed_run(second))
+        assert retry_2 != retry_1
+        await handle.execute_update(
+            ChangeRequestWorkflow.decide_update, DecideInput("carol", "retry", plan_digest=digest, signature=retry_2)
+        )  # type: ignore[arg-type]  # the handler takes a RawValue
+        third = await assert_eventually(lambda: failed(3))
+        abort = await sign_decision("abort", handle.id, digest, "carol", carol, failed_run(third))
+        await handle.signal(
+            ChangeRequestWorkflow.decide, DecideInput("carol", "abort", plan_digest=digest, signature=abort)
+        )  # type: ignore[arg-type]  # the handler takes a RawValue
+        result = await handle.result()
+        final = await handle.query(ChangeRequestWorkflow.status)
+
+    await replay_and_keep(handle, "signed_decide_each_run")
+    assert result.outcome == Phase.FAILED
+    assert [(d.who, d.verdict, d.step) for d in final.decisions] == [
+        ("carol", "retry", 1),
+        ("carol", "retry", 1),
+        ("carol", "abort", 1),
+    ]
+    assert {d.key_fingerprint for d in final.decisions} == {keys["carol"].fingerprint}
+    used, other_run = refusals
+    assert "already used in this request" in used  # refused by the update's validator
+    assert "does not verify over" in other_run
+    assert "nfor:carol\\nrun:1.2'" in other_run
+    assert [r.reason for r in final.refused] == [other_run.removeprefix("DecisionRefused: ")]
 
 
 async def test_a_signed_rejection_records_its_channel_beside_its_key(

@@ -33,7 +33,7 @@ from workers import (
 from workers.cli_run import As, Json, RequestId, connect, console, errors, run
 from workers.devstack import dev_stack, free_port
 from workers.settings import Settings
-from workers.signing import sign_decision
+from workers.signing import failed_run, sign_decision
 from workers.web import server as web_server
 from workers.worker import DEFAULT_ADDRESS, limit_malloc_arenas, running_worker
 from workers.worker import main as worker_main
@@ -188,8 +188,10 @@ async def _signed(
         else ("approve" if isinstance(decision, ApproveInput) else "reject")
     )
     errors.print(f"signing {verdict} of {request_id}, plan {digest}", markup=False)
-    who = decision.operator if isinstance(decision, DecideInput) else decision.approver
-    signature = await sign_decision(verdict, request_id, digest, who, key)
+    if isinstance(decision, DecideInput):
+        signature = await sign_decision(verdict, request_id, digest, decision.operator, key, failed_run(current))
+    else:
+        signature = await sign_decision(verdict, request_id, digest, decision.approver, key)
     return dataclasses.replace(decision, plan_digest=digest, signature=signature)
 
 

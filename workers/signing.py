@@ -14,17 +14,21 @@ from pathlib import Path
 
 from workers.ops import OperationError
 from workflows.identity import IdentityRefused, identify
-from workflows.signatures import SIGNATURE_NAMESPACE, signing_message
+from workflows.signatures import SIGNATURE_NAMESPACE, decision_run, signing_message
+from workflows.types import ChangeRequestStatus, Phase, StepState
 
 
-async def sign_decision(verdict: str, workflow_id: str, plan_digest: str, who: str, key: Path | None) -> str:
+async def sign_decision(
+    verdict: str, workflow_id: str, plan_digest: str, who: str, key: Path | None, run: str | None = None
+) -> str:
     """The armored signature over the decision's message naming `who` (normalised as the workflow
-    will), which every key may sign; OperationError when it cannot be made."""
+    will), which every key may sign, and for a decide the failed `run` (`failed_run`);
+    OperationError when it cannot be made."""
     try:
         name = identify(who).name
     except IdentityRefused as err:
         raise OperationError(str(err)) from None
-    message = signing_message(verdict, workflow_id, plan_digest, name).encode()
+    message = signing_message(verdict, workflow_id, plan_digest, name, run).encode()
     if key is not None:
         return await _ssh_keygen_sign(key, message)
     public = await _agent_key()
@@ -32,6 +36,14 @@ async def sign_decision(verdict: str, workflow_id: str, plan_digest: str, who: s
         path = Path(tmp) / "agent-key.pub"
         path.write_text(public + "\n")
         return await _ssh_keygen_sign(path, message)
+
+
+def failed_run(status: ChangeRequestStatus) -> str | None:
+    """The failed run a decide on `status` is about, while one awaits a decision."""
+    if status.phase != Phase.AWAITING_DECISION:
+        return None
+    failed = next((s for s in status.steps if s.state == StepState.FAILED), None)
+    return decision_run(failed.index, failed.runs) if failed else None
 
 
 async def _ssh_keygen_sign(key: Path, message: bytes) -> str:

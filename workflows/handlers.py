@@ -34,7 +34,7 @@ from workflows.approval import (
 )
 from workflows.identity import Identity
 from workflows.payloads import decode_decision, describe, now
-from workflows.signatures import VerifySignatureInput
+from workflows.signatures import VerifySignatureInput, decision_run
 from workflows.types import (
     DECIDE_ACTIONS,
     ChangeRequestStatus,
@@ -169,7 +169,14 @@ class DecisionHandlers:
         try:
             result = await workflow.execute_activity_method(
                 SignatureActivities.verify,
-                VerifySignatureInput(self._status.workflow_id, str(decision.verdict), digest, decision.who, signature),
+                VerifySignatureInput(
+                    self._status.workflow_id,
+                    str(decision.verdict),
+                    digest,
+                    decision.who,
+                    signature,
+                    self._run_of(decision),
+                ),
                 start_to_close_timeout=VERIFY_TIMEOUT,
                 retry_policy=VERIFY_RETRY,
             )
@@ -185,6 +192,12 @@ class DecisionHandlers:
         return dataclasses.replace(
             decision, key_fingerprint=result.key_fingerprint, signature_sha256=signature_id(signature)
         )
+
+    def _run_of(self, decision: Decision) -> str | None:
+        """The failed run a decide is about, which its signature may name (decision_run)."""
+        if decision.verdict not in DECIDE_ACTIONS or decision.step is None:
+            return None
+        return decision_run(decision.step, self._status.steps[decision.step - 1].runs)
 
     def _signed_so_far(self) -> set[str]:
         status = self._status

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 SIGNATURE_NAMESPACE = "signoff"  # the `-n` of `ssh-keygen -Y sign`
 
 
-def signing_message(verdict: str, workflow_id: str, plan_digest: str, who: str | None = None) -> str:
+def signing_message(
+    verdict: str, workflow_id: str, plan_digest: str, who: str | None = None, run: str | None = None
+) -> str:
     """What a signed decision signs (DESIGN.md section 3). `verdict`: approve, reject, or the
     decide action (retry, skip, abort), which is signed as `decide-<action>`.
 
@@ -16,10 +18,22 @@ def signing_message(verdict: str, workflow_id: str, plan_digest: str, who: str |
     the person: `signoff:<verdict>:<id>:<digest>` + newline + `for:<who>`. A key that signs for
     several people (an attesting key such as the web inbox's) must use it, or one person's
     signature could be sent again under another's name. Names hold no newline and the digest
-    has a fixed form, so the text can be read back one way only."""
+    has a fixed form, so the text can be read back one way only.
+
+    With `run` too (a decide only: `decision_run`), the failed run it decides on, as a third line
+    `run:<step>.<run>`: the same person can then sign a second retry of a step that failed
+    again, which would otherwise be the same text, the same ed25519 signature, and refused as
+    already used; and a signature for one failed run never decides on another."""
     signed = verdict if verdict in ("approve", "reject") else f"decide-{verdict}"
     message = f"signoff:{signed}:{workflow_id}:{plan_digest}"
-    return message if who is None else f"{message}\nfor:{who}"
+    if who is None:
+        return message
+    return f"{message}\nfor:{who}" if run is None else f"{message}\nfor:{who}\nrun:{run}"
+
+
+def decision_run(step: int, runs: int) -> str:
+    """What a decide signs as its `run`: the failed step's index and how many times it ran."""
+    return f"{step}.{runs}"
 
 
 @dataclass(frozen=True)
@@ -31,6 +45,7 @@ class VerifySignatureInput:
     plan_digest: str
     who: str  # PRECIS-normalised approver or operator: the key's line must cover them
     signature: str
+    run: str | None = None  # a decide: the failed run it decides on (decision_run)
 
 
 @dataclass(frozen=True)

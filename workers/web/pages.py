@@ -20,6 +20,7 @@ from activities.lint import SuggestionState, list_suggestions
 from activities.lint_fix import SuggestionError
 from activities.lint_fix import accept_suggestion as accept_fix
 from workers import audit_queries, ops
+from workers.signing import failed_run
 from workers.web import data, sessions
 from workers.web.context import Web, web_of
 from workflows.types import ApproveInput, DecideInput, Phase, RejectInput
@@ -142,7 +143,10 @@ async def decide(request: Request, web: Web, user: str, subject: str) -> Respons
             operator=user, action=verdict, comment=comment, plan_digest=digest, via="web", subject=subject
         )
     try:
-        signature = await web.signer.sign(verdict, workflow_id, digest, user)
+        run = None
+        if isinstance(decision, DecideInput):  # signed for the failed run waiting now
+            run = failed_run(await asyncio.wait_for(ops.status_of(web.client, workflow_id), DECIDE_TIMEOUT))
+        signature = await web.signer.sign(verdict, workflow_id, digest, user, run)
         signed = dataclasses.replace(decision, signature=signature)
         await asyncio.wait_for(ops.decide(web.client, workflow_id, signed), DECIDE_TIMEOUT)
     except ops.OperationError as err:

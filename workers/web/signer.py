@@ -48,6 +48,7 @@ class WebSigner:
         key_type, blob = self.public_key.split()[:2]
         return f'{principals} namespaces="signoff" {key_type} {blob}'
 
-    async def sign(self, verdict: str, workflow_id: str, plan_digest: str, who: str) -> str:
-        """Signed over the message naming `who`: this key signs for many people."""
-        return await sign_decision(verdict, workflow_id, plan_digest, who, self.key)
+    async def sign(self, verdict: str, workflow_id: str, plan_digest: str, who: str, run: str | None = None) -> str:
+        """Signed over the message naming `who` (this key signs for many people) and, for a
+        decide, the failed run it is about."""
+        return await sign_decision(verdict, workflow_id, plan_digest, who, self.key, run)
