@@ -205,15 +205,24 @@ async def _refusals(handle: WorkflowHandle[ChangeRequestWorkflow, object], count
     return status
 
 
+async def approved_doomed(
+    env: WorkflowEnvironment, settings: Settings, bob: Key
+) -> tuple[WorkflowHandle[ChangeRequestWorkflow, object], str]:
+    """A request whose only step always fails, approved with bob's signature: its handle and
+    plan digest."""
+    handle = await start_request(env, settings, "Deploy doomed")
+    planned = await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
+    assert planned.plan is not None
+    digest = planned.plan.plan_digest
+    await handle.signal(ChangeRequestWorkflow.approve, approval(handle, digest, bob, "bob"))  # type: ignore[arg-type]  # the handler takes a RawValue
+    return handle, digest
+
+
 async def test_a_signed_decide_on_a_failed_step(
     env: WorkflowEnvironment, signed: Settings, keys: dict[str, Key]
 ) -> None:
     async with running_worker(env.client, signed):
-        handle = await start_request(env, signed, "Deploy doomed")
-        planned = await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
-        assert planned.plan is not None
-        digest = planned.plan.plan_digest
-        await handle.signal(ChangeRequestWorkflow.approve, approval(handle, digest, keys["bob"], "bob"))  # type: ignore[arg-type]  # the handler takes a RawValue
+        handle, digest = await approved_doomed(env, signed, keys["bob"])
         await wait_for_phase(handle, Phase.AWAITING_DECISION)
         # An approval's signature does not stand for an abort.
         wrong = approval(handle, digest, keys["carol"], "carol").signature
@@ -243,11 +252,7 @@ async def test_one_operator_signs_a_retry_of_each_failed_run(
     signature for the first run decides nothing on the second."""
     carol = keys["carol"].path
     async with running_worker(env.client, signed):
-        handle = await start_request(env, signed, "Deploy doomed")
-        planned = await wait_for_phase(handle, Phase.AWAITING_APPROVAL)
-        assert planned.plan is not None
-        digest = planned.plan.plan_digest
-        await handle.signal(ChangeRequestWorkflow.approve, approval(handle, digest, keys["bob"], "bob"))  # type: ignore[arg-type]  # the handler takes a RawValue
+        handle, digest = await approved_doomed(env, signed, keys["bob"])
 
         async def failed(runs: int) -> ChangeRequestStatus:
             status = await handle.query(ChangeRequestWorkflow.status)
