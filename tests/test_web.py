@@ -13,7 +13,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import with_policy
-from tests.helpers import db_rows, wait_for_phase
+from tests.helpers import assert_eventually, db_rows, wait_for_phase
 from tests.web_stack import PASSWORD, browser_session, csrf_of, lint_findings, waiting_request, web_stack
 from workers.settings import Settings
 from workflows.change_request import ChangeRequestWorkflow
@@ -99,6 +99,56 @@ async def test_two_people_approve_from_the_web_under_one_key(env: WorkflowEnviro
     assert [(a.who, a.via) for a in final.approvals] == [("bob", "web"), ("carol", "web")]
     assert len({a.key_fingerprint for a in final.approvals}) == 1
     assert len({a.signature_sha256 for a in final.approvals}) == 2
+
+
+async def test_one_person_retries_each_failed_run_from_the_web_and_a_stale_page_is_refused(
+    env: WorkflowEnvironment, settings: Settings
+) -> None:
+    """The decide form carries the failed run the page showed, and the web signs for it: bob can
+    retry a step that failed again (the same signed text would be refused as already used), and a
+    page from before the step ran again is refused in words, reaching no worker."""
+    with env.with_time_skipping_disabled():
+        async with web_stack(env, settings) as stack:
+            handle = await waiting_request(env, stack, "Deploy doomed")
+
+            async def failed(runs: int) -> None:
+                status = await handle.query(ChangeRequestWorkflow.status)
+                assert (status.phase, status.steps[0].runs) == (Phase.AWAITING_DECISION, runs)
+
+            async with browser_session(stack.url, "bob") as bob:
+
+                async def decide(verdict: str, page: str, run: str | None = None) -> httpx.Response:
+                    data = {"verdict": verdict, "plan_digest": _digest(page), "csrf": csrf_of(page)}
+                    if run is not None:
+                        data["run"] = run
+                    return await bob.post(f"/requests/{handle.id}/decision", data=data)
+
+                page = await bob.get(f"/requests/{handle.id}")
+                assert (await decide("approve", page.text)).status_code == 303
+                await assert_eventually(lambda: failed(1))
+                stale = (await bob.get(f"/requests/{handle.id}")).text
+                for runs in (1, 2):
+                    page = await bob.get(f"/requests/{handle.id}")
+                    assert f'name="run" value="1.{runs}"' in page.text
+                    done = await decide("retry", page.text, f"1.{runs}")
+                    assert done.status_code == 303, done.text
+                    await assert_eventually(lambda n=runs + 1: failed(n))
+                refused = await decide("abort", stale, "1.1")
+                assert refused.status_code == 409
+                assert "The step ran again since this page was shown" in refused.text
+                assert (await decide("abort", stale, "1.x")).status_code == 400
+                assert (await decide("abort", (await bob.get(f"/requests/{handle.id}")).text, "1.3")).status_code == 303
+            result = await handle.result()
+            final = await handle.query(ChangeRequestWorkflow.status)
+
+    assert result.outcome == Phase.FAILED
+    assert [(d.who, d.verdict, d.via) for d in final.decisions] == [
+        ("bob", "retry", "web"),
+        ("bob", "retry", "web"),
+        ("bob", "abort", "web"),
+    ]
+    assert len({d.signature_sha256 for d in final.decisions}) == 3
+    assert final.refused == []
 
 
 async def test_refusals_are_shown_in_words_and_change_nothing(env: WorkflowEnvironment, settings: Settings) -> None:

@@ -28,6 +28,7 @@ from workflows.types import ApproveInput, DecideInput, Phase, RejectInput
 MAX_ID = 255
 VERDICTS = ("approve", "reject", "retry", "skip", "abort")
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+RUN = re.compile(r"[0-9]{1,6}\.[0-9]{1,6}")  # workflows.signatures.decision_run
 DECIDE_TIMEOUT = 30.0  # seconds a decision waits for a worker to accept or refuse it
 Handler = Callable[[Request, Web, str, str], Awaitable[Response]]
 
@@ -142,10 +143,16 @@ async def decide(request: Request, web: Web, user: str, subject: str) -> Respons
         decision = DecideInput(
             operator=user, action=verdict, comment=comment, plan_digest=digest, via="web", subject=subject
         )
+    shown = str(form.get("run") or "")
+    if shown and not RUN.fullmatch(shown):
+        return web.render(request, "error.html", 400, message="Unknown step run.")
     try:
         run = None
-        if isinstance(decision, DecideInput):  # signed for the failed run waiting now
+        if isinstance(decision, DecideInput):  # signed for the failed run the page showed
             run = failed_run(await asyncio.wait_for(ops.status_of(web.client, workflow_id), DECIDE_TIMEOUT))
+            if shown and run != shown:
+                message = "The step ran again since this page was shown: look at its failure now and decide again."
+                return await _request_page(request, web, user, f"Refused: {message}", 409)
         signature = await web.signer.sign(verdict, workflow_id, digest, user, run)
         signed = dataclasses.replace(decision, signature=signature)
         await asyncio.wait_for(ops.decide(web.client, workflow_id, signed), DECIDE_TIMEOUT)
