@@ -130,6 +130,10 @@ def load(text: str, max_docs: int = 2) -> list[Any]:
     except RecursionError as err:
         raise YamlTooComplex("nested too deeply") from err
     except (yaml.YAMLError, ValueError, TypeError) as err:  # constructors raise the latter two
+        if "maximum nesting depth" in str(err):
+            # libyaml 0.2.6 (PyYAML 6.0.4's wheels) stops at its own depth limit, which its
+            # scanner can reach on a long run of `[` before the composer above has counted 64.
+            raise YamlTooComplex(f"nested deeper than {MAX_DEPTH} levels") from err
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         raise InvalidYaml(where + (getattr(err, "problem", None) or str(err).split("\n")[0])) from err

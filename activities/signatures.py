@@ -12,8 +12,9 @@ sender's claims; what this module proves, and the workflow records, is which key
 The workflow rebuilds the signed message from its own workflow id, the plan digest and the
 decider's normalised name, so a signature made for another request, another plan or another
 person does not verify. Whether it verified, and with which key, comes back as the activity's
-result and is recorded in history: replay reads the answer instead of reading the file again. Verification is `sshsig` (the SSHSIG format of
-`ssh-keygen -Y sign`); the allowed_signers file is parsed by sshsig too.
+result and is recorded in history: replay reads the answer instead of reading the file again.
+Verification is `sshsig` (the SSHSIG format of `ssh-keygen -Y sign`); the allowed_signers file
+is parsed by sshsig too.
 """
 
 from __future__ import annotations
