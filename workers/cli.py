@@ -182,16 +182,12 @@ async def _signed(
         raise ops.OperationError(
             f"{request_id} has no plan to sign yet (phase {current.phase}); try again once planned"
         )
-    verdict = (
-        decision.action
-        if isinstance(decision, DecideInput)
-        else ("approve" if isinstance(decision, ApproveInput) else "reject")
-    )
-    errors.print(f"signing {verdict} of {request_id}, plan {digest}", markup=False)
     if isinstance(decision, DecideInput):
-        signature = await sign_decision(verdict, request_id, digest, decision.operator, key, failed_run(current))
+        verdict, who, run = decision.action, decision.operator, failed_run(current)
     else:
-        signature = await sign_decision(verdict, request_id, digest, decision.approver, key)
+        verdict, who, run = ("approve" if isinstance(decision, ApproveInput) else "reject"), decision.approver, None
+    errors.print(f"signing {verdict} of {request_id}, plan {digest}", markup=False)
+    signature = await sign_decision(verdict, request_id, digest, who, key, run)
     return dataclasses.replace(decision, plan_digest=digest, signature=signature)
 
 

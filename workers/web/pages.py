@@ -97,6 +97,7 @@ async def _request_page(request: Request, web: Web, user: str, message: str | No
         wid=workflow_id,
         me=user,
         is_requester=requester == user,
+        run=failed_run(status),  # what a retry, skip or abort from this page is signed for
         previews={p.step: p for p in status.plan.preview} if status.plan else {},
         message=message,
     )
