@@ -1,6 +1,8 @@
 """Inventory locks (issue 6): requests on the same hosts never execute at the same time,
 requests on other hosts run beside them, a waiting request says what it waits for and who
-holds it, and a lock is freed when its holder closed without giving it back."""
+holds it, and a lock is freed when its holder closed without giving it back. A free lock is
+taken in the workflow task that approved the request, and a request whose asking went
+unanswered still gets its grant."""
 
 from __future__ import annotations
 
@@ -8,21 +10,31 @@ import asyncio
 import dataclasses
 import itertools
 import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from temporalio.testing import WorkflowEnvironment
+from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.worker import Worker
 
+import activities.locks
+from activities.locks import LockActivities
 from tests.conftest import with_policy
 from tests.helpers import assert_eventually, replay_and_keep, start_request
+from workers.sandbox import workflow_runner
 from workers.settings import Settings
 from workers.worker import running_worker
 from workflows.change_request import ChangeRequestWorkflow
 from workflows.lock import TargetLockWorkflow
-from workflows.targets import LockState, lock_workflow_id
+from workflows.targets import LockAnswer, LockRequest, LockState, lock_workflow_id
 from workflows.types import Phase
 
 STAMP = """# signoff:
@@ -130,3 +142,130 @@ async def _waits_for(handle: Any, holder: str) -> Any:
     status = await handle.query(ChangeRequestWorkflow.status)
     assert status.waiting_for == f"the lock on alpha, held by {holder}"
     return status
+
+
+async def test_a_free_lock_is_taken_in_the_task_that_approved_the_request(
+    env: WorkflowEnvironment, settings: Settings, out_dir: Path
+) -> None:
+    settings = two_host_settings(settings, out_dir)
+    async with running_worker(env.client, settings):
+        handle = await start_request(env, settings, "Deploy tock")
+        result = await handle.result()
+        await replay_and_keep(handle, "lock_taken")
+        events = (await handle.fetch_history()).events
+
+    assert result.outcome == Phase.SUCCEEDED
+    assert tock_ran(out_dir, handle.id)
+    signals = [
+        e.workflow_execution_signaled_event_attributes.signal_name
+        for e in events
+        if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    activities = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert "lock_granted" not in signals, "the lock was taken in the update's answer, not granted by signal"
+    assert "request_lock" not in activities
+    assert any(e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED for e in events), "a local activity asked"
+
+
+def tock_ran(out_dir: Path, workflow_id: str) -> bool:
+    return workflow_id in intervals(out_dir)
+
+
+@workflow.defn(sandboxed=False)
+class Holder:
+    """Stands in for a change request: counts the `lock_granted` signals it gets."""
+
+    def __init__(self) -> None:
+        self.granted: list[str] = []
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+    @workflow.signal
+    def lock_granted(self, target: str) -> None:
+        self.granted.append(target)
+
+    @workflow.query
+    def grants(self) -> list[str]:
+        return self.granted
+
+
+@asynccontextmanager
+async def lock_worker(client: Client, queue: str) -> AsyncIterator[None]:
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[TargetLockWorkflow, Holder],
+        activities=[LockActivities(client).is_running],
+        workflow_runner=workflow_runner(),
+    ):
+        yield
+
+
+async def ask(client: Client, queue: str, holder: str) -> LockAnswer:
+    """What a change request's local activity does, from this queue's workflow task."""
+    activity_env = ActivityEnvironment()
+    activity_env.info = dataclasses.replace(activity_env.info, task_queue=queue)
+    return await activity_env.run(LockActivities(client).acquire_lock, LockRequest("gamma", holder))
+
+
+async def grants(handle: WorkflowHandle[Any, Any], count: int) -> None:
+    assert await handle.query(Holder.grants) == ["gamma"] * count
+
+
+async def test_the_lock_answers_or_grants_by_signal_and_grants_again_to_a_holder_that_asks_again(
+    env: WorkflowEnvironment,
+) -> None:
+    queue = f"locks-{uuid.uuid4()}"
+    async with lock_worker(env.client, queue):
+        first, second, third = [
+            await env.client.start_workflow(Holder.run, id=f"holder-{n}-{uuid.uuid4()}", task_queue=queue)
+            for n in range(3)
+        ]
+        lock: Any = env.client.get_workflow_handle(lock_workflow_id(queue, "gamma"))
+
+        taken = await ask(env.client, queue, first.id)
+        queued = await ask(env.client, queue, second.id)
+        await lock.signal(TargetLockWorkflow.acquire, third.id)  # the way of earlier releases
+        third_asks = await ask(env.client, queue, third.id)  # and then by update: still queued once
+
+        await lock.signal(TargetLockWorkflow.release, first.id)
+        await assert_eventually(lambda: grants(second, 1))
+        await lock.signal(TargetLockWorkflow.acquire, second.id)  # its update's answer was lost
+        await assert_eventually(lambda: grants(second, 2))
+        await lock.signal(TargetLockWorkflow.check, second.id)  # or it waited long and asks
+        await assert_eventually(lambda: grants(second, 3))
+        await lock.signal(TargetLockWorkflow.release, second.id)
+        await assert_eventually(lambda: grants(third, 1))
+        first_grants = await first.query(Holder.grants)
+        state = await lock.query(TargetLockWorkflow.state)
+
+    assert taken == LockAnswer(LockState(target="gamma", holder=first.id, waiting=[]), taken=True)
+    assert queued == LockAnswer(LockState(target="gamma", holder=first.id, waiting=[second.id]), taken=False)
+    assert third_asks == LockAnswer(
+        LockState(target="gamma", holder=first.id, waiting=[second.id, third.id]), taken=False
+    )
+    assert first_grants == [], "a lock taken in the answer is not granted by signal too"
+    assert state == LockState(target="gamma", holder=third.id, waiting=[])
+
+
+async def test_a_request_whose_asking_went_unanswered_gets_the_lock_by_signal(
+    env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(activities.locks, "ANSWER_WAIT", 0.5)
+    queue = f"locks-{uuid.uuid4()}"
+    # No worker runs the lock yet: the update and the query go unanswered.
+    answer = await ask(env.client, queue, "holder-unanswered")
+    async with lock_worker(env.client, queue):
+        holder = await env.client.start_workflow(Holder.run, id="holder-unanswered", task_queue=queue)
+        await assert_eventually(lambda: grants(holder, 1))
+        lock: Any = env.client.get_workflow_handle(lock_workflow_id(queue, "gamma"))
+        state = await lock.query(TargetLockWorkflow.state)
+
+    assert answer == LockAnswer(LockState(target="gamma"), taken=False), "nothing was known, so nothing was taken"
+    assert state.holder == holder.id

@@ -162,6 +162,7 @@ def build_workers(
             audit_db.record,
             audit_db.record_target_event,
             audit_git.commit_audit,
+            locks.acquire_lock,
             locks.request_lock,
             locks.is_running,
             sites.has_worker,

@@ -1,13 +1,17 @@
 """TargetLockWorkflow: one per inventory host, so changes to the same host never overlap.
 
 A change request that is about to execute asks for each host its plan touches, in sorted order
-(so two requests can never hold one host each and wait for the other's). Asking is a
-signal-with-start of this workflow (through an activity: workflows cannot signal-with-start),
-so the first request creates it. Holders are granted in arrival order by a `lock_granted`
-signal back to the requesting workflow, and give the lock back with `release` when they end,
-whichever way they end. A holder that closed without releasing (terminated, say) is found when
-a waiter has waited for a while and asks (`check`): the lock looks the holder up and frees it
-if it is closed, so a lock is never left held by a closed workflow while anyone waits for it.
+(so two requests can never hold one host each and wait for the other's). Asking is an
+update-with-start of this workflow (`acquire`, through a local activity: workflows cannot start
+or update other workflows), so the first request creates it, and a lock nobody holds or waits
+for is taken in the answer, within the workflow task that approved the request. Otherwise
+holders are granted in arrival order by a `lock_granted` signal back to the requesting
+workflow. Requests of earlier releases, and a request whose update went unanswered, ask with
+the `acquire` signal instead (signal-with-start); a holder that asks again is told again. Holders
+give the lock back with `release` when they end, whichever way they end. A holder that closed
+without releasing (terminated, say) is found when a waiter has waited for a while and asks
+(`check`): the lock looks the holder up and frees it if it is closed, so a lock is never left
+held by a closed workflow while anyone waits for it.
 The lock itself keeps no timers: it does nothing while nobody asks.
 
 The history grows with every holder, so the workflow continues as new when Temporal suggests
@@ -52,8 +56,9 @@ with workflow.unsafe.imports_passed_through():
 
 @workflow.defn(name=LOCK_WORKFLOW_TYPE)
 class TargetLockWorkflow:
-    def __init__(self) -> None:
-        self._target = ""
+    @workflow.init
+    def __init__(self, inp: LockInput) -> None:
+        self._target = inp.target  # before any handler: an update can come with the start
         self._holder: str | None = None
         self._queue: list[str] = []
         self._check = False
@@ -64,7 +69,6 @@ class TargetLockWorkflow:
 
     @workflow.run
     async def run(self, inp: LockInput) -> None:
-        self._target = inp.target
         self._queue = [*inp.queue, *(q for q in self._queue if q not in inp.queue)]
         self._paused = self._paused or inp.paused
         self._failures = [*inp.failures, *self._failures]
@@ -110,13 +114,36 @@ class TargetLockWorkflow:
 
     @workflow.signal
     def acquire(self, holder: str) -> None:
-        if holder != self._holder and holder not in self._queue:
+        if holder == self._holder:
+            self._grant_again(holder)
+        elif holder not in self._queue:
             self._queue.append(holder)
+
+    @workflow.update(name="acquire")
+    def acquire_now(self, holder: str) -> LockState:
+        """Queue `holder`, or give it the lock in the answer when nobody holds it, nobody waits
+        and it is not paused (no `lock_granted` signal follows then). A holder that asked by
+        signal first waits for the signal, and gets it."""
+        if holder != self._holder and holder not in self._queue:
+            if self._holder is None and not self._queue and self._paused is None:
+                self._holder = holder
+            else:
+                self._queue.append(holder)
+        return self.state()
 
     @workflow.signal
     def check(self, waiter: str) -> None:
         """A waiter has waited long: see whether the holder is still running."""
+        if waiter == self._holder:
+            self._grant_again(waiter)
         self._check = True
+
+    def _grant_again(self, holder: str) -> None:
+        """The holder asks as if it did not hold the lock: it took it in an update whose answer
+        it never got. It is told again by signal."""
+        if workflow.patched("lock-granted-again"):
+            handle = workflow.get_external_workflow_handle(holder)
+            self._notes.append(asyncio.create_task(_signal_quietly(handle, "lock_granted", self._target)))
 
     @workflow.signal
     def release(self, holder: str) -> None:
@@ -190,7 +217,7 @@ class TargetLockWorkflow:
         self._notes = [task for task in self._notes if not task.done()]  # kept only until sent
         for waiter in self._queue:
             handle = workflow.get_external_workflow_handle(waiter)
-            self._notes.append(asyncio.create_task(_signal_quietly(handle, self._target, note)))
+            self._notes.append(asyncio.create_task(_signal_quietly(handle, "lock_waiting", self._target, note)))
 
     async def _audit_events(self) -> None:
         events, self._events = self._events, []
@@ -221,6 +248,6 @@ def _check_pause(inp: PauseInput) -> None:
         raise ApplicationError(f"reason: at most {MAX_REASON} characters", non_retryable=True)
 
 
-async def _signal_quietly(handle: workflow.ExternalWorkflowHandle[Any], target: str, note: str) -> None:
-    with contextlib.suppress(FailureError):  # the waiter is gone
-        await handle.signal("lock_waiting", args=[target, note])
+async def _signal_quietly(handle: workflow.ExternalWorkflowHandle[Any], signal: str, *args: str) -> None:
+    with contextlib.suppress(FailureError):  # the requester is gone
+        await handle.signal(signal, args=list(args))

@@ -50,6 +50,7 @@ SITE_WAIT_MAX = timedelta(minutes=5)
 SITE_PREVIEW_WAIT = timedelta(minutes=1)  # a site's check-mode preview not started by then: none
 TIMEOUT_MARGIN = timedelta(minutes=5)  # the activity's own watchdog stops the run first
 LOCK_CHECK = timedelta(minutes=5)  # a waiter asks the lock to look at its holder this often
+LOCK_ASK_TIMEOUT = timedelta(seconds=30)  # one try of asking for a lock (activities/locks.py)
 
 
 def over_budget(plan: Plan, steps: list[StepStatus], elapsed: timedelta) -> str | None:

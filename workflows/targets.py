@@ -51,6 +51,14 @@ class LockState:
 
 
 @dataclass(frozen=True)
+class LockAnswer:
+    """What asking for a lock (activities/locks.py `acquire_lock`) tells the request."""
+
+    state: LockState
+    taken: bool  # the lock is the asker's now; no `lock_granted` signal needs to come
+
+
+@dataclass(frozen=True)
 class PauseInput:
     """`pause` and `resume` on a target's lock workflow (signal, or update with a validator)."""
 
