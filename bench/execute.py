@@ -34,7 +34,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.audit_repo import init_repo
 from activities.catalog import Planner
 from bench.machine import machine
-from workers.devstack import EmbeddedPostgres, temporal_binary
+from workers.devstack import DEV_DYNAMIC_CONFIG, EmbeddedPostgres, temporal_binary
 from workers.settings import Settings
 from workers.worker import running_worker
 from workflows.change_request import SEARCH_ATTRIBUTES, ChangeRequestWorkflow
@@ -320,6 +320,9 @@ def read_history(events: Sequence[HistoryEvent], approved: float, first_task: fl
                 marks.setdefault("lock granted", at(event))
         elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED and signal_id:
             marks.setdefault("workflow task started", at(event))
+        elif kind == EventType.EVENT_TYPE_MARKER_RECORDED and signal_id:
+            # the local activity that takes the locks, recorded when its workflow task completes
+            marks.setdefault("lock taken (task completed)", at(event))
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             activity = event.activity_task_scheduled_event_attributes.activity_type.name
             scheduled[event.event_id] = (activity, event)
@@ -346,7 +349,9 @@ def read_history(events: Sequence[HistoryEvent], approved: float, first_task: fl
 async def signoff_stack(work: Path) -> tuple[WorkflowEnvironment, EmbeddedPostgres, Settings]:
     """A real dev server without time skipping, embedded PostgreSQL and an audit repo."""
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal_binary()), search_attributes=SEARCH_ATTRIBUTES
+        dev_server_existing_path=str(temporal_binary()),
+        dev_server_extra_args=list(DEV_DYNAMIC_CONFIG),
+        search_attributes=SEARCH_ATTRIBUTES,
     )
     postgres = EmbeddedPostgres.start(work / "pgdata")
     audit = work / "audit"

@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.audit_repo import init_repo
 from activities.db import make_engine, migrate
-from workers.devstack import EmbeddedPostgres, temporal_binary, write_local_inventory
+from workers.devstack import DEV_DYNAMIC_CONFIG, EmbeddedPostgres, temporal_binary, write_local_inventory
 from workers.settings import Settings
 from workflows.change_request import SEARCH_ATTRIBUTES
 from workflows.types import ApprovalPolicy
@@ -29,7 +29,11 @@ TEMPLATE_DB = "signoff_template"
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     async with await WorkflowEnvironment.start_time_skipping_v2(
         dev_server_existing_path=str(temporal_binary()),
-        dev_server_extra_args=["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"],
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.WorkflowTimeSkippingEnabled=true",
+            *DEV_DYNAMIC_CONFIG,  # playbooks start in the order they were scheduled, as with signoff dev
+        ],
         search_attributes=SEARCH_ATTRIBUTES,
     ) as workflow_env:
         yield workflow_env

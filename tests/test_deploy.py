@@ -29,8 +29,9 @@ from typer.testing import CliRunner
 
 from activities.audit_repo import AuditRepo
 from workers.cli import app
-from workers.devstack import SEARCH_ATTRIBUTE_FLAGS, temporal_binary
+from workers.devstack import DEV_DYNAMIC_CONFIG, SEARCH_ATTRIBUTE_FLAGS, temporal_binary
 from workflows.inbox import SEARCH_ATTRIBUTES
+from workflows.types import TASK_QUEUE, playbook_queue
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -479,6 +480,21 @@ def test_compose_search_attributes_are_exactly_the_workflows() -> None:
     for worker in compose_workers().values():
         assert worker["depends_on"][name] == {"condition": COMPLETED}
         assert environment(worker)["TEMPORAL_NAMESPACE"] == environment(setup)["TEMPORAL_NAMESPACE"]
+
+
+def test_temporal_serves_the_playbook_queue_from_one_partition() -> None:
+    """Playbooks start in the order they were scheduled (tests/test_queue_order.py) only with
+    one partition; the compose workers use the default task queue."""
+    config = yaml.safe_load((DEPLOY / "temporal" / "dynamicconfig.yaml").read_text())
+    queue = playbook_queue(TASK_QUEUE)
+    for key in ("matching.numTaskqueueReadPartitions", "matching.numTaskqueueWritePartitions"):
+        assert config[key] == [{"value": 1, "constraints": {"taskQueueName": queue}}]
+    for worker in compose_workers().values():
+        assert "SIGNOFF_TASK_QUEUE" not in environment(worker)
+    assert set(DEV_DYNAMIC_CONFIG[1::2]) == {
+        "matching.numTaskqueueReadPartitions=1",
+        "matching.numTaskqueueWritePartitions=1",
+    }, "signoff dev's server does the same"
 
 
 async def test_temporal_setup_script_registers_them_on_a_real_server(env: WorkflowEnvironment) -> None:

@@ -51,6 +51,16 @@ _CLI_TYPES = {
     SearchAttributeIndexedValueType.INT: "Int",
 }
 SEARCH_ATTRIBUTE_FLAGS = tuple(f"{key.name}={_CLI_TYPES[key.indexed_value_type]}" for key in SEARCH_ATTRIBUTES)
+# One partition per task queue: the server hands out tasks in the order they were scheduled, so
+# playbooks waiting for a slot start in the order their requests were approved. With the
+# default four, a later step of one request often starts before the first step of another
+# (deploy/temporal/dynamicconfig.yaml sets the same for a real server's playbook queue).
+DEV_DYNAMIC_CONFIG = (
+    "--dynamic-config-value",
+    "matching.numTaskqueueReadPartitions=1",
+    "--dynamic-config-value",
+    "matching.numTaskqueueWritePartitions=1",
+)
 
 
 def temporal_binary() -> Path:
@@ -157,6 +167,7 @@ class TemporalDevServer:
             str(data_dir / "temporal.db"),
             "--log-level",
             "warn",
+            *DEV_DYNAMIC_CONFIG,
         ]
         for flag in SEARCH_ATTRIBUTE_FLAGS:
             args += ["--search-attribute", flag]
