@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,7 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.db import Base, ChangeRequestRow, DecisionRow, StepRow, TargetEventRow, TaskRow, table_of
-from activities.records import public_status
+from activities.records import plain, public_status
 from workflows.audit import RequestRecord, submitted
 from workflows.runs import TaskRecord
 from workflows.targets import TargetEvent
@@ -26,7 +27,7 @@ from workflows.types import AuditRecord
 def write_record(session: Session, record: RequestRecord, revision: int) -> None:
     """Upsert the request, its steps and its decisions as `record` has them. Rows carry the
     revision they were written at: a write older than what is there changes nothing."""
-    doc = dataclasses.asdict(record)
+    doc = plain(record)
     request_row = {
         "id": record.workflow_id,
         **submitted(record),
@@ -62,7 +63,7 @@ def write_record(session: Session, record: RequestRecord, revision: int) -> None
         for r in doc["refusals"]
     ]
     steps = [{"change_request_id": wid, **s, "revision": revision} for s in doc["steps"]]
-    _upsert(session, ChangeRequestRow, [request_row], extra={"updated_at": func.now()}, guarded=True)
+    _upsert(session, ChangeRequestRow, [request_row], extra=("updated_at",), guarded=True)
     _upsert(session, StepRow, steps, guarded=True)
     if decisions:  # facts: once written, never rewritten
         session.execute(insert(table_of(DecisionRow)).on_conflict_do_nothing(), decisions)
@@ -126,7 +127,7 @@ class AuditDbActivities:
             for s in status.steps
         ]
         with permanent_errors_not_retried(), Session(self._engine) as session, session.begin():
-            _upsert(session, ChangeRequestRow, [request_row], extra={"updated_at": func.now()})
+            _upsert(session, ChangeRequestRow, [request_row], extra=("updated_at",))
             _upsert(session, DecisionRow, decisions)
             _upsert(session, StepRow, steps)
             _upsert(session, TaskRow, _task_rows(rec.tasks, status.workflow_id))
@@ -144,7 +145,7 @@ class AuditDbActivities:
 
 
 def _task_rows(tasks: list[TaskRecord], workflow_id: str) -> list[dict[str, Any]]:
-    return [{"change_request_id": workflow_id, **dataclasses.asdict(t)} for t in tasks]
+    return [{"change_request_id": workflow_id, **plain(t)} for t in tasks]
 
 
 @contextmanager
@@ -184,7 +185,7 @@ def _upsert(
     session: Session,
     model: type[Base],
     rows: list[dict[str, Any]],
-    extra: dict[str, Any] | None = None,
+    extra: tuple[str, ...] = (),
     guarded: bool = False,
 ) -> None:
     """Insert or update `rows`: one statement, compiled once and cached, executed for all rows
@@ -192,10 +193,17 @@ def _upsert(
     limit). `guarded`: a row is updated only by a write of a higher revision."""
     if not rows:
         return
+    session.execute(_upsert_statement(model, tuple(rows[0]), extra, guarded), rows)
+
+
+@functools.cache
+def _upsert_statement(model: type[Base], columns: tuple[str, ...], now: tuple[str, ...], guarded: bool) -> Any:
+    """Built once per shape: building `excluded` costs more than SQLAlchemy's compiled cache
+    saves (~0.6 ms a statement). `now`: columns set to the time of the write."""
     table = table_of(model)
     keys = [c.name for c in table.primary_key.columns]
     stmt = insert(table)
-    updates = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
+    updates = {c: stmt.excluded[c] for c in columns if c not in keys}
     where = table.c.revision < stmt.excluded.revision if guarded else None
-    upsert = stmt.on_conflict_do_update(index_elements=keys, set_={**updates, **(extra or {})}, where=where)
-    session.execute(upsert, rows)
+    set_ = {**updates, **dict.fromkeys(now, func.now())}
+    return stmt.on_conflict_do_update(index_elements=keys, set_=set_, where=where)

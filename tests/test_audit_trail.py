@@ -27,13 +27,14 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from activities.audit_repo import AuditRepo
 from activities.audit_trail import AuditTrail, request_file
 from activities.db import MIGRATIONS, SCHEMA_HEAD, Base, make_engine, migrate, migrate_in_child, schema_revision
+from activities.records import plain
 from tests.conftest import with_policy
 from tests.helpers import db_rows, start_request, wait_for_phase
 from tests.test_cli import signoff
 from workers import audit_queries
 from workers.settings import Settings
 from workers.worker import running_worker
-from workflows.audit import AuditLog
+from workflows.audit import AuditLog, DecisionFact, RequestRecord, StepFact
 from workflows.change_request import ChangeRequestWorkflow
 from workflows.types import (
     ApproveInput,
@@ -370,3 +371,25 @@ def test_a_worker_migrates_in_a_child_and_never_loads_alembic(postgres: Any) -> 
             check=True,
         )
         assert loaded.stdout.strip() == "False", imported
+
+
+def test_a_record_becomes_the_same_rows_as_with_asdict() -> None:
+    """activities.records.plain stands in for dataclasses.asdict when rows are written."""
+    record = RequestRecord(
+        format=1,
+        workflow_id="cr-1",
+        request="Deploy kuma",
+        requester="alice",
+        requester_raw=None,
+        inventory="homelab",
+        vars={"port": 3001, "tags": ["a", "b"], "nested": {"k": [1, {"x": None}]}},
+        dry_run=False,
+        phase="executing",
+        risk="low",
+        plan={"steps": [{"playbook": "kuma.yml"}]},
+        error=None,
+        decisions=[DecisionFact(1, "bob", "approve", None, "2026-01-01T00:00:00+00:00", step=2)],
+        steps=[StepFact(1, "kuma.yml", "succeeded", 1, 1, 2, 1, 0, None, None, None)],
+    )
+    assert plain(record) == dataclasses.asdict(record)
+    assert plain((record, [record])) == [dataclasses.asdict(record), [dataclasses.asdict(record)]]
