@@ -258,11 +258,11 @@ async def test_a_request_whose_asking_went_unanswered_gets_the_lock_by_signal(
     env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(activities.locks, "ANSWER_WAIT", 0.5)
-    queue = f"locks-{uuid.uuid4()}"
+    queue, holder_id = f"locks-{uuid.uuid4()}", f"holder-{uuid.uuid4()}"
     # No worker runs the lock yet: the update and the query go unanswered.
-    answer = await ask(env.client, queue, "holder-unanswered")
+    answer = await ask(env.client, queue, holder_id)
     async with lock_worker(env.client, queue):
-        holder = await env.client.start_workflow(Holder.run, id="holder-unanswered", task_queue=queue)
+        holder = await env.client.start_workflow(Holder.run, id=holder_id, task_queue=queue)
         await assert_eventually(lambda: grants(holder, 1))
         lock: Any = env.client.get_workflow_handle(lock_workflow_id(queue, "gamma"))
         state = await lock.query(TargetLockWorkflow.state)
