@@ -58,7 +58,24 @@ SIGNOFF = str(Path(sys.executable).parent / "signoff")
 UI_ORIGIN = "http://localhost:8233"  # a default of SIGNOFF_CODEC_ORIGINS
 # What the server must read, and so stays in clear: search attributes (the server indexes them)
 # and the SDK's patch markers (`workflow.patched` ids, names from the code).
-IN_CLEAR = (".search_attributes.indexed_fields[", ".marker_recorded_event_attributes.details[patch-data]")
+LOCAL_ACTIVITY_MARKER = ".marker_recorded_event_attributes.details[data]"
+# The SDK writes these itself, past the data converter: search attributes, which patches a run
+# took, and a local activity's bookkeeping (its type, number and times; its result is sealed).
+IN_CLEAR = (
+    ".search_attributes.indexed_fields[",
+    ".marker_recorded_event_attributes.details[patch-data]",
+    LOCAL_ACTIVITY_MARKER,
+)
+LOCAL_ACTIVITY_FIELDS = {
+    "seq",
+    "attempt",
+    "activity_id",
+    "activity_type",
+    "complete_time",
+    "backoff",
+    "original_schedule_time",
+    "activation_index",
+}
 KEY = base64.b64encode(bytes(range(32))).decode()  # key material that must never be echoed
 
 
@@ -490,6 +507,8 @@ async def test_history_is_encrypted_and_decodes_through_the_codec_server_after_r
             assert payload.metadata[KEY_ID_METADATA] == old_id.encode()
         elif not any(part in path for part in IN_CLEAR):
             in_clear.append(f"{path}: {payload.data.decode()}")
+        elif path.endswith(LOCAL_ACTIVITY_MARKER):
+            assert set(json.loads(payload.data)) <= LOCAL_ACTIVITY_FIELDS, payload.data
     assert in_clear == [], "\n".join(in_clear)
     sealed = encrypted_payloads(history)
     assert len(sealed) >= 10, "input, signals, activity inputs and results, the result"
