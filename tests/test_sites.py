@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import with_policy
@@ -87,7 +88,11 @@ async def site_worker(env: WorkflowEnvironment, settings: Settings, site: str) -
 
         async def polled() -> None:
             assert proc.returncode is None, f"the {site} worker exited {proc.returncode}"
-            assert await SiteActivities(env.client).has_worker(playbook_queue(settings.task_queue, site))
+            try:
+                served = await SiteActivities(env.client).has_worker(playbook_queue(settings.task_queue, site))
+            except RPCError as err:  # the activity's retry policy retries these; so does this poll
+                raise AssertionError(f"describe_task_queue: {err}") from err
+            assert served
 
         await assert_eventually(polled, timeout=60, interval=0.2)
         yield
