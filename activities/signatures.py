@@ -62,9 +62,7 @@ def verify_signature(inp: VerifySignatureInput, signers: list[AllowedSigner]) ->
     candidates = [named]
     if inp.run is not None:
         candidates.insert(0, signing_message(inp.verdict, inp.workflow_id, inp.plan_digest, inp.who, inp.run))
-    key = None
-    for message in candidates:
-        key = key or _signed_by(message, inp.signature)
+    key = next((k for message in candidates if (k := _signed_by(message, inp.signature))), None)
     names_person = key is not None
     key = key or _signed_by(short, inp.signature)
     if key is None:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import git
 import psutil
 from sqlalchemy import create_engine, text
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
@@ -38,6 +39,15 @@ async def replay_and_keep(handle: WorkflowHandle[Any, Any], name: str) -> None:
     ).replay_workflow(history)
     if os.environ.get("SIGNOFF_RECORD_HISTORIES"):
         (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+async def scheduled_activities(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The activity types the execution has scheduled so far, in order (local activities aside)."""
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        async for e in handle.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
 
 
 async def assert_eventually(

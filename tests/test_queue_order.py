@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import with_policy
-from tests.helpers import assert_eventually, start_request
+from tests.helpers import assert_eventually, scheduled_activities, start_request
 from workers.settings import Settings
 from workers.worker import running_worker
 from workflows.types import Phase
@@ -58,13 +57,7 @@ def one_slot_settings(settings: Settings, out_dir: Path) -> Settings:
 
 
 async def scheduled_playbooks(handle: WorkflowHandle[Any, Any]) -> None:
-    events = (await handle.fetch_history()).events
-    kinds = [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-    ]
-    assert "run_playbook" in kinds
+    assert "run_playbook" in await scheduled_activities(handle)
 
 
 async def test_waiting_playbooks_start_in_the_order_they_were_scheduled(
