@@ -3,10 +3,13 @@ auto-approval, rejection, and refused decisions that are recorded and change not
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Generator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from temporalio import workflow
 from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.common import RawValue
@@ -17,7 +20,7 @@ from tests.helpers import assert_eventually, committed_json, db_rows, replay_and
 from workers.settings import Settings
 from workers.worker import running_worker
 from workflows.change_request import ChangeRequestWorkflow
-from workflows.types import ApproveInput, Phase, RejectInput
+from workflows.types import ApprovalPolicy, ApproveInput, Phase, Plan, RejectInput, Risk
 
 DEBUG_ONLY = "Configure hello"  # plans hello-configure.yml alone: a debug task, low risk
 
@@ -149,3 +152,27 @@ async def test_low_risk_is_auto_approved_when_policy_allows(
         await medium.signal(ChangeRequestWorkflow.reject, RejectInput(approver="alice", reason="withdrawn"))
         assert (await medium.result()).outcome == Phase.REJECTED
     assert not (out_dir / "hello.txt").exists()
+
+
+class _Pending:
+    """Awaited forever: a wait that has not ended."""
+
+    def __await__(self) -> Generator[None, None, None]:
+        yield
+
+
+def test_an_approval_wait_collected_outside_its_workflow_runs_no_workflow_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run evicted from a worker's cache is closed by the garbage collector, wherever it runs.
+    The approval wait's cleanup then called workflow APIs outside the workflow's loop, which
+    raised into the code the collector had interrupted (a CI run's ast.parse failed with it)."""
+    monkeypatch.setattr(workflow, "info", lambda: SimpleNamespace(workflow_id="cr-collected"))
+    monkeypatch.setattr(workflow, "now", lambda: datetime(2026, 1, 1, tzinfo=UTC))
+    monkeypatch.setattr(workflow, "wait_condition", lambda *args, **kwargs: _Pending())
+    run = ChangeRequestWorkflow()
+    waiting = run._approved(Plan(steps=[], risk=Risk.MEDIUM, policy=ApprovalPolicy(required_approvals=1)))
+    waiting.send(None)  # now waiting for approvals
+    monkeypatch.undo()  # outside any workflow again, as in the collector
+
+    waiting.close()  # raised _NotInWorkflowEventLoopError before
+
+    assert run._status.waiting_for == "1 approval(s)", "the wait did not end: the run goes on elsewhere"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Awaitable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from temporalio import workflow
@@ -38,6 +38,7 @@ from workflows.steps import StepRuns
 from workflows.types import (
     NOT_YET_PLANNED,
     WORKFLOW_TYPE,
+    ApprovalPolicy,
     ChangeRequestInput,
     ChangeRequestResult,
     ChangeRequestStatus,
@@ -225,6 +226,7 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing, StepRuns, Wai
             return True
         self._status.waiting_for = f"{policy.required_approvals} approval(s)"
         since = workflow.now()
+        collected = False
         try:
             await workflow.wait_condition(
                 lambda: self._status.rejection is not None or len(self._status.approvals) >= policy.required_approvals,
@@ -235,29 +237,39 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing, StepRuns, Wai
             self._status.error = f"no decision within {timedelta(seconds=policy.timeout_seconds)}"
             self._set_phase(Phase.EXPIRED)
             return False
+        except GeneratorExit:
+            # Closed by the garbage collector, outside the workflow's event loop: a run evicted from
+            # a worker's cache. The wait has not ended (the run goes on where it is replayed), and
+            # workflow calls here would raise into whatever Python code the collector interrupted.
+            collected = True
+            raise
         finally:
-            self._status.waiting_for = None
-            self._stop_notifying()
-            metrics.approval_waited(workflow.now() - since)
-            # The wait as a span, when the worker traces (workers.tracing gives this function).
-            # Not while replaying, so once; it adds no command, so histories replay as before.
-            span = workflow.extern_functions().get("signoff_timed_span")
-            if span is not None and not workflow.unsafe.is_replaying():
-                outcome = (
-                    "rejected"
-                    if self._status.rejection is not None
-                    else "approved"
-                    if len(self._status.approvals) >= policy.required_approvals
-                    else "expired"
-                    if self._status.phase == Phase.EXPIRED
-                    else "cancelled"
-                )
-                attributes = {"signoff.outcome": outcome, "signoff.approvals": len(self._status.approvals)}
-                span("approval wait", since, workflow.now(), attributes)
+            if not collected:
+                self._end_approval_wait(since, policy)
         if self._status.rejection is not None:
             self._set_phase(Phase.REJECTED)
             return False
         return True
+
+    def _end_approval_wait(self, since: datetime, policy: ApprovalPolicy) -> None:
+        self._status.waiting_for = None
+        self._stop_notifying()
+        metrics.approval_waited(workflow.now() - since)
+        # The wait as a span, when the worker traces (workers.tracing gives this function).
+        # Not while replaying, so once; it adds no command, so histories replay as before.
+        span = workflow.extern_functions().get("signoff_timed_span")
+        if span is not None and not workflow.unsafe.is_replaying():
+            outcome = (
+                "rejected"
+                if self._status.rejection is not None
+                else "approved"
+                if len(self._status.approvals) >= policy.required_approvals
+                else "expired"
+                if self._status.phase == Phase.EXPIRED
+                else "cancelled"
+            )
+            attributes = {"signoff.outcome": outcome, "signoff.approvals": len(self._status.approvals)}
+            span("approval wait", since, workflow.now(), attributes)
 
     async def _run_steps(self, plan: Plan, request: ChangeRequestInput) -> Phase:
         """Each step in order. A failed step waits for an operator: retry runs it again, skip
