@@ -330,6 +330,9 @@ def parse_playbook(rel_path: str, data: bytes) -> Item:
         if not may_be_plays(text):  # a templated app config, say
             return Skipped(rel_path, "not a playbook (not valid YAML, and no list of plays)")
         return Broken(rel_path, f"invalid YAML: {err}")
+    except (ValueError, TypeError, ArithmeticError, RecursionError) as err:
+        # What no check above foresaw: this file is broken, and the rest of the catalog stands.
+        return Broken(rel_path, f"cannot be read: {type(err).__name__}: {str(err)[:200]}")
 
 
 def _entry(rel: str, data: bytes, header: dict[str, Any] | None, plays: list[dict[str, Any]], *, vault: bool) -> Entry:

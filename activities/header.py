@@ -21,6 +21,10 @@ FIELDS: Final = frozenset(
 )
 VAR_TYPES: Final = frozenset({"str", "int", "bool", "list", "dict", "float"})
 _DURATION: Final = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+# 100 years: past any real limit, and far inside what timers and date arithmetic hold (a
+# `timeout: 99999999999d` once failed every workflow task of the request that planned it).
+MAX_DURATION_DAYS: Final = 36500
+_MAX_DIGITS: Final = 12  # per number in a duration; longer ones are over the limit anyway
 
 
 class HeaderError(Exception):
@@ -133,21 +137,29 @@ def names(header: dict[str, Any], key: str) -> tuple[str, ...]:
 
 
 def duration(header: dict[str, Any], key: str) -> int | None:
-    """Seconds in `30m`, `90s`, `2h`, `1h30m`, `1d` or a bare number of seconds."""
+    """Seconds in `30m`, `90s`, `2h`, `1h30m`, `1d` or a bare number of seconds, at most
+    MAX_DURATION_DAYS."""
     value = header.get(key)
     if value is None:
         return None
-    m = _DURATION.fullmatch(str(value).strip().lower().replace(" ", ""))
-    seconds = (
-        value
-        if isinstance(value, int) and not isinstance(value, bool)
-        else sum(int(n or 0) * unit for n, unit in zip(m.groups(), (86400, 3600, 60, 1), strict=True))
-        if m
-        else 0
-    )
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif m := _DURATION.fullmatch(str(value).strip().lower().replace(" ", "")):
+        numbers = [int(n) if len(n) <= _MAX_DIGITS else 10**_MAX_DIGITS for n in (g or "0" for g in m.groups())]
+        seconds = sum(n * unit for n, unit in zip(numbers, (86400, 3600, 60, 1), strict=True))
+    else:
+        seconds = 0
     if seconds <= 0:
-        raise HeaderError(f"{key} must be a duration like 30m, 90s or 2h, got {value!r}")
+        raise HeaderError(f"{key} must be a duration like 30m, 90s or 2h, got {_shown(value)}")
+    if seconds > MAX_DURATION_DAYS * 86400:
+        raise HeaderError(f"{key} must be at most {MAX_DURATION_DAYS}d, got {_shown(value)}")
     return seconds
+
+
+def _shown(value: Any) -> str:
+    """A field's value for a message, cut short: a header may hold a line of any length."""
+    shown = repr(value)
+    return shown if len(shown) <= 40 else f"{shown[:37]}..."
 
 
 def count(header: dict[str, Any], key: str) -> int | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from activities import discovery
 from activities.catalog_json import entry_from_json, entry_to_json, item_from_json, item_to_json
 from activities.discovery import (
     Broken,
@@ -371,6 +372,7 @@ def test_bad_files_are_broken_and_never_stop_discovery(tmp_path: Path) -> None:
     write(tmp_path, "recursive-deploy.yml", b"- &p {hosts: all, vars: {me: *p}}\n")
     write(tmp_path, "mixed-deploy.yml", PLAY + b"- debug: {msg: not a play}\n")
     write(tmp_path, "twodocs-deploy.yml", PLAY + b"---\n" + PLAY)
+    write(tmp_path, "forever-deploy.yml", b"# signoff:\n#   timeout: " + b"9" * 5000 + b"d\n" + PLAY)
     outside = tmp_path.parent / f"{tmp_path.name}-outside"
     outside.mkdir()
     write(outside, "stolen.yml", PLAY)
@@ -391,10 +393,34 @@ def test_bad_files_are_broken_and_never_stop_discovery(tmp_path: Path) -> None:
     assert reasons.pop("recursive-deploy.yml") == "YAML bomb refused: recursive alias"
     assert reasons.pop("mixed-deploy.yml") == "item 2 of the playbook is not a play"
     assert reasons.pop("twodocs-deploy.yml") == "more than one YAML document"
+    assert reasons.pop("forever-deploy.yml").startswith("bad signoff header: timeout must be at most 36500d")
     assert reasons.pop("stolen-deploy.yml") == "symlink leaves the repository"
     assert reasons.pop("elsewhere") == "symlink leaves the repository"
     assert reasons.pop("dangling-deploy.yml") == "dangling symlink"
     assert reasons == {}
+
+
+def test_an_error_no_check_foresaw_breaks_one_file_not_the_catalog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever one file makes the parser raise, it is listed as broken and the rest plans."""
+    real = discovery.play_hosts
+
+    def fails_on_odd(plays: list[dict[str, Any]]) -> Any:
+        if any(p.get("name") == "odd" for p in plays):
+            raise ValueError("something nobody checked for")
+        return real(plays)
+
+    monkeypatch.setattr(discovery, "play_hosts", fails_on_odd)
+    write(tmp_path, "good-deploy.yml", PLAY)
+    write(tmp_path, "odd-deploy.yml", b"- name: odd\n  hosts: all\n  tasks: []\n")
+
+    catalog = discover(tmp_path)
+
+    assert [e.path for e in catalog.entries] == ["good-deploy.yml"]
+    assert {b.path: b.reason for b in catalog.broken} == {
+        "odd-deploy.yml": "cannot be read: ValueError: something nobody checked for"
+    }
 
 
 def test_symlinks_inside_the_repo(tmp_path: Path) -> None:
@@ -465,6 +491,10 @@ def test_vault_encrypted_with_header_is_listed() -> None:
         ("#   max_attempts: 0", "max_attempts must be a whole number above 0"),
         ("#   max_attempts: many", "max_attempts must be a whole number above 0"),
         ("#   max_execution_time: forever", "max_execution_time must be a duration"),
+        # past what timedelta holds: once, every workflow task of a request that planned it failed
+        ("#   timeout: 99999999999d", "timeout must be at most 36500d, got '99999999999d'"),
+        ("#   idle_timeout: 10000000000000000", "idle_timeout must be at most 36500d"),
+        (f"#   max_execution_time: {'9' * 5000}d", "max_execution_time must be at most 36500d, got '9999"),
     ],
 )
 def test_bad_header_is_broken(header: str, reason: str) -> None:

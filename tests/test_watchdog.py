@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import psutil
@@ -18,6 +19,7 @@ from activities.playbooks import PlaybookActivities
 from activities.processes import stop_process_tree
 from tests.helpers import processes_of
 from workers.settings import Settings
+from workflows.options import DEFAULT_PLAYBOOK_TIMEOUT, TIMEOUT_MARGIN, playbook_timeout
 from workflows.runs import PlaybookProgress, PlaybookResult, RunPlaybookInput, TaskRecord
 from workflows.types import FailureClass
 
@@ -130,3 +132,14 @@ def test_stopping_a_tree_that_is_gone_does_not_raise() -> None:
     stop_process_tree(gone.pid)
 
     assert not psutil.pid_exists(gone.pid) or psutil.Process(gone.pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_step_time_limit_is_bounded_by_what_a_timedelta_holds() -> None:
+    """A plan from a worker that did not bound header durations (`timeout: 99999999999d`) once
+    failed the request's workflow task on every try; the limit is now bounded, and unchanged below."""
+    assert playbook_timeout(None) == DEFAULT_PLAYBOOK_TIMEOUT
+    assert playbook_timeout(5400) == timedelta(seconds=5400)
+    assert playbook_timeout(36500 * 86400) == timedelta(days=36500)
+    longest = playbook_timeout(99999999999 * 86400)
+    assert timedelta(days=36500) < longest
+    assert longest + TIMEOUT_MARGIN < timedelta.max  # what the activity's start_to_close_timeout adds

@@ -49,6 +49,19 @@ SITE_WAIT_FIRST = timedelta(seconds=15)
 SITE_WAIT_MAX = timedelta(minutes=5)
 SITE_PREVIEW_WAIT = timedelta(minutes=1)  # a site's check-mode preview not started by then: none
 TIMEOUT_MARGIN = timedelta(minutes=5)  # the activity's own watchdog stops the run first
+_LONGEST_PLAYBOOK = timedelta.max - TIMEOUT_MARGIN - timedelta(days=1)
+
+
+def playbook_timeout(seconds: float | None) -> timedelta:
+    """A step's time limit: its own (header `timeout:` or SIGNOFF_PLAYBOOK_TIMEOUT), else the
+    default. Bounded, so that a plan from a worker that did not bound headers' durations cannot
+    fail the request's workflow task on every try (`timedelta` overflows); below the bound,
+    the same limit as before."""
+    if not seconds:
+        return DEFAULT_PLAYBOOK_TIMEOUT
+    return timedelta(seconds=min(seconds, _LONGEST_PLAYBOOK.total_seconds()))
+
+
 LOCK_CHECK = timedelta(minutes=5)  # a waiter asks the lock to look at its holder this often
 LOCK_ASK_TIMEOUT = timedelta(seconds=30)  # one try of asking for a lock (activities/locks.py)
 

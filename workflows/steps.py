@@ -15,12 +15,12 @@ from workflows import metrics
 from workflows.options import (
     BOOKKEEPING_RETRY,
     BOOKKEEPING_TIMEOUT,
-    DEFAULT_PLAYBOOK_TIMEOUT,
     MAX_PLAYBOOK_ATTEMPTS,
     PLAYBOOK_RETRY,
     SITE_WAIT_FIRST,
     SITE_WAIT_MAX,
     TIMEOUT_MARGIN,
+    playbook_timeout,
 )
 from workflows.payloads import describe, result_from_details
 from workflows.runs import PlaybookResult, RunPlaybookInput, TaskRecord
@@ -53,9 +53,7 @@ class StepRuns:
         run_input = dataclasses.replace(run_input, attempt_offset=max(step.attempt, step.runs * MAX_PLAYBOOK_ATTEMPTS))
         step.runs += 1
         step.state = StepState.RUNNING
-        timeout = (
-            timedelta(seconds=run_input.timeout_seconds) if run_input.timeout_seconds else DEFAULT_PLAYBOOK_TIMEOUT
-        )
+        timeout = playbook_timeout(run_input.timeout_seconds)
         started = workflow.now()
         try:
             if run_input.site:
