@@ -118,7 +118,7 @@ def test_bad_approval_timeout_names_the_variable(raw: str) -> None:
     assert repr(raw) in str(caught.value)
 
 
-@pytest.mark.parametrize("raw", ["0", "x", "-1", "1.5", "two", "²"])
+@pytest.mark.parametrize("raw", ["0", "x", "-1", "1.5", "two", "²", "1000001", "9" * 5000])
 def test_bad_required_approvals_names_the_variable(raw: str) -> None:
     with pytest.raises(ConfigError, match="SIGNOFF_REQUIRED_APPROVALS"):
         from_env(SIGNOFF_REQUIRED_APPROVALS=raw)
@@ -139,6 +139,10 @@ def test_worker_tuning_defaults_and_bounds() -> None:
     tuned = from_env(SIGNOFF_WORKFLOW_CACHE="25", SIGNOFF_PLAYBOOK_NICE="0")
     assert (tuned.workflow_cache, tuned.playbook_nice) == (25, 0)
     bad = [("SIGNOFF_WORKFLOW_CACHE", "0"), ("SIGNOFF_PLAYBOOK_NICE", "20"), ("SIGNOFF_PLAYBOOK_NICE", "-5")]
+    # past what the SDK's worker config holds: once a TypeError from deep inside the SDK at start
+    bad += [(name, "99999999999999999999") for name in ("SIGNOFF_WORKFLOW_CACHE", "SIGNOFF_PLAYBOOK_CONCURRENCY")]
+    bad += [("SIGNOFF_MAX_ATTEMPTS", "9" * 5000), ("SIGNOFF_PLAYBOOK_NICE", "0" * 5000 + "20")]
+    assert from_env(SIGNOFF_PLAYBOOK_CONCURRENCY="1000000", SIGNOFF_PLAYBOOK_NICE="0019").playbook_nice == 19
     for name, raw in bad:
         with pytest.raises(ConfigError, match=name):
             from_env(**{name: raw})

@@ -154,13 +154,11 @@ def _seconds(env: Mapping[str, str], name: str, default: str) -> float:
     return parse_duration(env.get(name) or default, name).total_seconds()
 
 
+_MOST = 1_000_000  # counts past this are a typo; the SDK's slot and cache sizes overflow far above it
+
+
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if not raw:
-        return default
-    if not re.fullmatch(r"[0-9]+", raw.strip()) or int(raw) < 1:
-        raise ConfigError(f"{name}={raw!r}: expected a whole number of at least 1")
-    return int(raw)
+    return _int_in(env, name, 1, _MOST, default)
 
 
 def _deployment(env: Mapping[str, str]) -> tuple[str, str] | None:
@@ -198,9 +196,10 @@ def _int_in(env: Mapping[str, str], name: str, low: int, high: int, default: int
     raw = (env.get(name) or "").strip()
     if not raw:
         return default
-    if not re.fullmatch(r"[0-9]+", raw) or not low <= int(raw) <= high:
-        raise ConfigError(f"{name}={raw!r}: expected a whole number from {low} to {high}")
-    return int(raw)
+    digits = raw.lstrip("0") or "0"  # int() refuses over 4300 digits: never let it see them
+    if not re.fullmatch(r"[0-9]+", raw) or len(digits) > len(str(high)) or not low <= int(digits) <= high:
+        raise ConfigError(f"{name}={raw[:40]!r}: expected a whole number from {low} to {high}")
+    return int(digits)
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
