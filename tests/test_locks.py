@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import math
 import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from workers.settings import Settings
 from workers.worker import running_worker
 from workflows.change_request import ChangeRequestWorkflow
 from workflows.lock import TargetLockWorkflow
-from workflows.targets import LockAnswer, LockRequest, LockState, lock_workflow_id
+from workflows.targets import LockAnswer, LockRequest, LockState, StepFailed, lock_workflow_id
 from workflows.types import Phase
 
 STAMP = """# signoff:
@@ -244,6 +245,38 @@ async def test_the_lock_answers_or_grants_by_signal_and_grants_again_to_a_holder
     )
     assert first_grants == [], "a lock taken in the answer is not granted by signal too"
     assert state == LockState(target="gamma", holder=third.id, waiting=[])
+
+
+async def test_hand_made_signals_never_wedge_a_lock(env: WorkflowEnvironment) -> None:
+    """Only change requests send these, but anyone with Temporal access can: a report of a failed
+    step whose time or window no request would send, and holders that are no workflow id. None
+    may fail the lock's workflow tasks (retried without end, the host would be locked for good)
+    or trip its breaker; the lock goes on granting in order."""
+    queue = f"locks-{uuid.uuid4()}"
+    async with lock_worker(env.client, queue):
+        first, second = [
+            await env.client.start_workflow(Holder.run, id=f"holder-{n}-{uuid.uuid4()}", task_queue=queue)
+            for n in range(2)
+        ]
+        lock: Any = env.client.get_workflow_handle(lock_workflow_id(queue, "gamma"))
+        await ask(env.client, queue, first.id)
+        now = datetime.now(UTC).isoformat()
+        for at, window in (("not a time", 3600.0), ("2026-01-01T00:00:00", 3600.0), (now, 1e300), (now, math.nan)):
+            await lock.signal(
+                TargetLockWorkflow.step_failed, StepFailed(first.id, at, trip_after=1, window_seconds=window)
+            )
+        for holder in ("", "x" * 1001):
+            await lock.signal(TargetLockWorkflow.acquire, holder)
+            await lock.signal(TargetLockWorkflow.check, holder)
+        refused = await ask(env.client, queue, "")  # the update's validator refuses it, then the signal is ignored
+        queued = await ask(env.client, queue, second.id)
+        await lock.signal(TargetLockWorkflow.release, first.id)
+        await assert_eventually(lambda: grants(second, 1))
+        state = await lock.query(TargetLockWorkflow.state)
+
+    assert not refused.taken
+    assert queued.state.waiting == [second.id], "no hand-made holder was queued"
+    assert state == LockState(target="gamma", holder=second.id, waiting=[]), "not paused by the breaker"
 
 
 async def test_a_request_whose_asking_went_unanswered_gets_the_lock_by_signal(

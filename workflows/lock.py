@@ -49,6 +49,8 @@ from workflows.targets import (
     breaker_trips,
 )
 
+MAX_WORKFLOW_ID = 1000  # characters: Temporal's default limit on an id (limit.maxIDLength)
+
 with workflow.unsafe.imports_passed_through():
     from activities.audit_db import AuditDbActivities
     from activities.locks import LockActivities
@@ -114,6 +116,9 @@ class TargetLockWorkflow:
 
     @workflow.signal
     def acquire(self, holder: str) -> None:
+        if not _is_workflow_id(holder):
+            workflow.logger.warning("lock %s: acquire for %r ignored: not a workflow id", self._target, holder[:100])
+            return
         if holder == self._holder:
             self._grant_again(holder)
         elif holder not in self._queue:
@@ -130,6 +135,11 @@ class TargetLockWorkflow:
             else:
                 self._queue.append(holder)
         return self.state()
+
+    @acquire_now.validator
+    def _validate_acquire(self, holder: str) -> None:
+        if not _is_workflow_id(holder):
+            raise ApplicationError(f"holder {holder[:100]!r} is not a workflow id", non_retryable=True)
 
     @workflow.signal
     def check(self, waiter: str) -> None:
@@ -192,7 +202,11 @@ class TargetLockWorkflow:
 
     @workflow.signal
     def step_failed(self, failed: StepFailed) -> None:
-        self._failures, trips = breaker_trips(self._failures, failed, workflow.now())
+        try:
+            self._failures, trips = breaker_trips(self._failures, failed, workflow.now())
+        except ValueError as err:  # raised here, it would fail every workflow task of this lock
+            workflow.logger.warning("lock %s: step_failed from %r ignored: %s", self._target, failed.holder, err)
+            return
         if trips and self._paused is None:
             window = timedelta(seconds=failed.window_seconds)
             self._pause(BREAKER, f"{len(self._failures)} failed steps within {window}, the last by {failed.holder}")
@@ -237,6 +251,12 @@ def _who(inp: PauseInput) -> str | None:
     except IdentityRefused as err:
         workflow.logger.warning("ignored a pause or resume from %r: %s", inp.by, err)
         return None
+
+
+def _is_workflow_id(holder: str) -> bool:
+    """What the lock can grant to: granting to anything else (only a hand-made signal sends it)
+    is a command Temporal refuses, which fails every workflow task of the lock from then on."""
+    return 0 < len(holder) <= MAX_WORKFLOW_ID
 
 
 def _check_pause(inp: PauseInput) -> None:

@@ -92,6 +92,15 @@ def recent_failures(failures: list[str], now: datetime, window: timedelta) -> li
 
 
 def breaker_trips(failures: list[str], failed: StepFailed, now: datetime) -> tuple[list[str], bool]:
-    """The failures still in the window with this one, and whether they now open the breaker."""
-    kept = [*recent_failures(failures, now, timedelta(seconds=failed.window_seconds)), failed.at]
+    """The failures still in the window with this one, and whether they now open the breaker.
+    ValueError for a report no request sends (a time without its zone, a window past what a
+    timedelta holds): only a hand-made signal carries one, and it must change nothing."""
+    at = datetime.fromisoformat(failed.at)
+    if at.tzinfo is None:
+        raise ValueError(f"at {failed.at!r} has no time zone")
+    try:
+        window = timedelta(seconds=failed.window_seconds)
+    except (OverflowError, ValueError, TypeError):
+        raise ValueError(f"window_seconds {failed.window_seconds!r} is not a duration") from None
+    kept = [*recent_failures(failures, now, window), failed.at]
     return kept, failed.trip_after > 0 and len(kept) >= failed.trip_after
