@@ -4,6 +4,7 @@ secrets stay out of PostgreSQL and git."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from pathlib import Path
@@ -33,8 +34,11 @@ from tests.test_audit_git import commit_elsewhere
 from tests.test_identity import ALICE_LOOKALIKES
 from workers.settings import Settings
 from workers.worker import running_worker
+from workflows.analysis import analysis_workflow_id
 from workflows.change_request import ChangeRequestWorkflow
-from workflows.types import Phase
+from workflows.runs import AnalyzeFailureInput
+from workflows.targets import lock_workflow_id
+from workflows.types import MAX_ID_BYTES, FailureClass, Phase, bounded_id
 
 LAUNCH_CODE = "zebra-launch-4242"
 TOKEN = "tok-9f8e7d6c5b"
@@ -234,6 +238,45 @@ async def test_any_legal_workflow_id_is_audited(env: WorkflowEnvironment, settin
     doc = committed_json(settings.audit_repo, result.audit_commit, f".audit/requests/{safe_name(wf_id)}.json")
     assert doc["record"]["workflow_id"] == wf_id
     assert len(safe_name(wf_id)) <= 100
+
+
+async def test_a_failed_step_of_a_request_with_the_longest_id_awaits_a_decision(
+    env: WorkflowEnvironment, settings: Settings
+) -> None:
+    """Its failure analysis is a child workflow whose id adds to the request's: past Temporal's
+    limit, the start was a command refused on every workflow task, and the request could not
+    even be queried. Now the derived id is bounded and the child runs."""
+    wf_id = LONG_IDS["1000 characters"]
+    settings = dataclasses.replace(with_policy(settings, auto_approve_risk="low"), failure_analysis=True)
+    (settings.playbook_dir / "doomed-deploy.yml").write_text(
+        "# signoff:\n#   risk: low\n" + (settings.playbook_dir / "doomed-deploy.yml").read_text()
+    )
+    async with running_worker(env.client, settings):
+        with env.with_time_skipping_disabled():
+            handle = await env.client.start_workflow(  # type: ignore[misc]  # run takes a RawValue: a raw dict is fine
+                ChangeRequestWorkflow.run,
+                {"request": "Deploy doomed", "requester": "alice"},
+                id=wf_id,
+                task_queue=settings.task_queue,
+            )
+            status = await wait_for_phase(handle, Phase.AWAITING_DECISION)
+            analysis = env.client.get_workflow_handle(
+                analysis_workflow_id(AnalyzeFailureInput(wf_id, 1, 1, None, "doomed-deploy.yml"))
+            )
+            await analysis.result()
+            await handle.cancel()
+        await no_task_failures(env, wf_id)
+
+    assert status.steps[0].failure_class == FailureClass.TASK_FAILED
+    assert len(analysis.id.encode()) <= MAX_ID_BYTES
+
+
+def test_derived_ids_fit_temporals_limit_and_stay_apart() -> None:
+    assert bounded_id("cr-1/lint/1/1") == "cr-1/lint/1/1"
+    long_a, long_b = bounded_id("é" * 999 + "a"), bounded_id("é" * 999 + "b")
+    assert long_a != long_b
+    assert max(len(long_a.encode()), len(long_b.encode())) <= MAX_ID_BYTES
+    assert len(lock_workflow_id("q" * 1000, "host")) <= MAX_ID_BYTES
 
 
 async def test_a_git_audit_that_cannot_be_written_is_recorded_and_leaves_nothing(

@@ -279,6 +279,20 @@ async def test_hand_made_signals_never_wedge_a_lock(env: WorkflowEnvironment) ->
     assert state == LockState(target="gamma", holder=second.id, waiting=[]), "not paused by the breaker"
 
 
+async def test_a_host_whose_lock_id_would_pass_temporals_limit_is_locked(env: WorkflowEnvironment) -> None:
+    """The lock's id holds the task queue and the host name: past 1000 bytes it was refused, and
+    the request asked again without end. Now it is cut short with a hash."""
+    queue = f"locks-{uuid.uuid4()}"
+    host = "h" * 990
+    async with lock_worker(env.client, queue):
+        holder = await env.client.start_workflow(Holder.run, id=f"holder-{uuid.uuid4()}", task_queue=queue)
+        activity_env = ActivityEnvironment()
+        activity_env.info = dataclasses.replace(activity_env.info, task_queue=queue)
+        answer = await activity_env.run(LockActivities(env.client).acquire_lock, LockRequest(host, holder.id))
+
+    assert answer == LockAnswer(LockState(target=host, holder=holder.id, waiting=[]), taken=True)
+
+
 async def test_a_request_whose_asking_went_unanswered_gets_the_lock_by_signal(
     env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,7 +14,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from workflows.runs import AnalyzeFailureInput
-from workflows.types import ErrorType, playbook_queue
+from workflows.types import ErrorType, bounded_id, playbook_queue
 
 with workflow.unsafe.imports_passed_through():
     from activities import lint
@@ -31,7 +31,7 @@ ANALYSIS_RETRY = RetryPolicy(
 
 def analysis_workflow_id(inp: AnalyzeFailureInput) -> str:
     """One analysis per failed attempt: starting it again finds the one already there."""
-    return f"{inp.workflow_id}/lint/{inp.step}/{inp.attempt}"
+    return bounded_id(f"{inp.workflow_id}/lint/{inp.step}/{inp.attempt}")
 
 
 @workflow.defn(name=ANALYSIS_WORKFLOW_TYPE)

@@ -48,8 +48,7 @@ from workflows.targets import (
     TargetPause,
     breaker_trips,
 )
-
-MAX_WORKFLOW_ID = 1000  # characters: Temporal's default limit on an id (limit.maxIDLength)
+from workflows.types import MAX_ID_BYTES
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit_db import AuditDbActivities
@@ -256,7 +255,7 @@ def _who(inp: PauseInput) -> str | None:
 def _is_workflow_id(holder: str) -> bool:
     """What the lock can grant to: granting to anything else (only a hand-made signal sends it)
     is a command Temporal refuses, which fails every workflow task of the lock from then on."""
-    return 0 < len(holder) <= MAX_WORKFLOW_ID
+    return 0 < len(holder.encode()) <= MAX_ID_BYTES
 
 
 def _check_pause(inp: PauseInput) -> None:

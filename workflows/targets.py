@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from workflows.types import bounded_id
+
 LOCK_WORKFLOW_TYPE = "TargetLockWorkflow"
 BREAKER = "breaker"  # who a pause is by, when the circuit breaker opened it
 MAX_REASON = 500
@@ -14,7 +16,7 @@ MAX_REASON = 500
 
 def lock_workflow_id(task_queue: str, target: str) -> str:
     """The lock workflow of one inventory host (workflows/lock.py), per signoff deployment."""
-    return f"signoff-lock:{task_queue}:{target}"
+    return bounded_id(f"signoff-lock:{task_queue}:{target}")
 
 
 @dataclass(frozen=True)
