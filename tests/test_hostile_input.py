@@ -36,6 +36,7 @@ from workers.settings import Settings
 from workers.worker import running_worker
 from workflows.analysis import analysis_workflow_id
 from workflows.change_request import ChangeRequestWorkflow
+from workflows.inbox import KEYWORD_LIST_BYTES, SERVICES_ATTR, keyword_list
 from workflows.runs import AnalyzeFailureInput
 from workflows.targets import lock_workflow_id
 from workflows.types import MAX_ID_BYTES, FailureClass, Phase, bounded_id
@@ -269,6 +270,48 @@ async def test_a_failed_step_of_a_request_with_the_longest_id_awaits_a_decision(
 
     assert status.steps[0].failure_class == FailureClass.TASK_FAILED
     assert len(analysis.id.encode()) <= MAX_ID_BYTES
+
+
+LONG_SERVICE = """\
+# signoff:
+#   service: {name}
+#   action: verify
+#   risk: low
+- name: Verify it
+  hosts: local
+  gather_facts: false
+  tasks:
+    - name: Hello
+      ansible.builtin.debug:
+        msg: hi
+"""
+
+
+async def test_a_service_name_past_the_search_attribute_limit_is_cut_not_fatal(
+    env: WorkflowEnvironment, settings: Settings
+) -> None:
+    """SignoffServices holds the plan's services: past 2 KB Temporal failed the workflow
+    outright, before its audit. Now the attribute keeps what fits, and the request runs."""
+    name = "s" * 2100
+    (settings.playbook_dir / "long-verify.yml").write_text(LONG_SERVICE.format(name=name))
+    settings = with_policy(settings, auto_approve_risk="low")
+    async with running_worker(env.client, settings):
+        handle = await start_request(env, settings, f"Verify {name}")
+        result = await handle.result()
+        described = await handle.describe()
+
+    assert result.outcome == Phase.SUCCEEDED
+    assert described.typed_search_attributes.get(SERVICES_ATTR) == [name[:200]]
+
+
+def test_a_keyword_list_is_cut_only_when_it_does_not_fit() -> None:
+    assert keyword_list(["kuma", "nginx"]) == ["kuma", "nginx"]
+    assert keyword_list(["x" * 2000]) == ["x" * 2000]
+    many = [f"{n:03d}" + "y" * 300 for n in range(20)]
+    cut = keyword_list(many)
+    assert cut == [m[:200] for m in many[: len(cut)]]
+    assert 0 < len(cut) < 20
+    assert len(json.dumps(cut).encode()) <= KEYWORD_LIST_BYTES
 
 
 def test_derived_ids_fit_temporals_limit_and_stay_apart() -> None:

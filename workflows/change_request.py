@@ -23,7 +23,7 @@ from workflows.auditing import Auditing
 from workflows.digest import plan_digest
 from workflows.handlers import DecisionHandlers
 from workflows.identity import Identity
-from workflows.inbox import PHASE_ATTR, REQUESTER_ATTR, SEARCH_ATTRIBUTES, SERVICES_ATTR
+from workflows.inbox import PHASE_ATTR, REQUESTER_ATTR, SEARCH_ATTRIBUTES, SERVICES_ATTR, keyword_list
 from workflows.locking import HostLocks
 from workflows.options import (
     BOOKKEEPING_TIMEOUT,
@@ -142,7 +142,7 @@ class ChangeRequestWorkflow(DecisionHandlers, HostLocks, Auditing, StepRuns, Wai
         if plan.vars:  # the approver sees every value but a secret's, which shows as a short hash
             shown = {v.name: v.shown if v.secret else request.vars[v.name] for v in plan.vars}
             self._status.request = dataclasses.replace(request, vars=shown)
-        workflow.upsert_search_attributes([SERVICES_ATTR.value_set(plan.services)])
+        workflow.upsert_search_attributes([SERVICES_ATTR.value_set(keyword_list(plan.services))])
         if plan.budget and plan.budget.max_steps and len(plan.steps) > plan.budget.max_steps:
             plan = dataclasses.replace(
                 plan, error=f"over budget: {len(plan.steps)} steps, at most {plan.budget.max_steps} (SIGNOFF_MAX_STEPS)"

@@ -4,6 +4,7 @@ these functions return."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,27 @@ WAITING_FOR_ATTR = SearchAttributeKey.for_keyword_list("SignoffWaitingFor")  # w
 SEARCH_ATTRIBUTES = (PHASE_ATTR, REQUESTER_ATTR, SERVICES_ATTR, APPROVALS_ATTR, NEEDED_ATTR, WAITING_FOR_ATTR)
 
 ANYONE = "*"  # in SignoffWaitingFor: anyone but the requester (no allowlist)
+
+
+KEYWORD_LIST_BYTES = 2048  # Temporal's default limit on one search attribute's value, as JSON
+_CUT = 200  # characters kept of each keyword when the list has to be cut
+
+
+def keyword_list(values: list[str]) -> list[str]:
+    """`values` as they are when they fit one search attribute; else each cut to _CUT characters,
+    as many as fit. Past the limit Temporal fails the workflow outright, before its audit."""
+    if _json_bytes(values) <= KEYWORD_LIST_BYTES:
+        return values
+    kept: list[str] = []
+    for value in values:
+        if _json_bytes([*kept, value[:_CUT]]) > KEYWORD_LIST_BYTES:
+            break
+        kept.append(value[:_CUT])
+    return kept
+
+
+def _json_bytes(values: list[str]) -> int:
+    return len(json.dumps(values).encode())  # ASCII escapes: at least what the server counts
 
 
 def waiting_for(status: ChangeRequestStatus, requester: Identity) -> list[str]:
@@ -45,7 +67,7 @@ def inbox_attributes(status: ChangeRequestStatus, requester: Identity) -> list[S
     return [
         APPROVALS_ATTR.value_set(len(status.approvals)),
         NEEDED_ATTR.value_set(approvals_needed(status)),
-        WAITING_FOR_ATTR.value_set(waiting_for(status, requester)),
+        WAITING_FOR_ATTR.value_set(keyword_list(waiting_for(status, requester))),
     ]
 
 
