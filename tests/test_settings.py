@@ -133,6 +133,13 @@ def test_bad_auto_approve_risk_names_the_variable(raw: str) -> None:
     assert "none, low" in str(caught.value)
 
 
+@pytest.mark.parametrize("raw", ["q" * 201, "sign\noff", " signoff", "sign\x00off"])
+def test_a_task_queue_temporal_or_its_derived_names_would_refuse_is_a_config_error(raw: str) -> None:
+    with pytest.raises(ConfigError, match="SIGNOFF_TASK_QUEUE"):
+        from_env(SIGNOFF_TASK_QUEUE=raw)
+    assert from_env(SIGNOFF_TASK_QUEUE="q" * 200).task_queue == "q" * 200
+
+
 def test_worker_tuning_defaults_and_bounds() -> None:
     settings = from_env()
     assert (settings.workflow_cache, settings.playbook_nice) == (100, 10)

@@ -57,7 +57,7 @@ class Settings:
         env = os.environ if env is None else env
         data_dir = Path(env.get("SIGNOFF_DATA_DIR") or default_data_dir(env)).expanduser()
         settings = cls(
-            task_queue=env.get("SIGNOFF_TASK_QUEUE") or TASK_QUEUE,
+            task_queue=_task_queue(env),
             data_dir=data_dir,
             database_url=env.get("SIGNOFF_DATABASE_URL") or None,
             playbook_dir=Path(env.get("SIGNOFF_PLAYBOOK_DIR") or data_dir / "playbooks").expanduser(),
@@ -170,6 +170,15 @@ def _deployment(env: Mapping[str, str]) -> tuple[str, str] | None:
         if value and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value):
             raise ConfigError(f"{var}={value!r}: expected letters, digits, '.', '_' or '-'")
     return (name, build) if name else None
+
+
+def _task_queue(env: Mapping[str, str]) -> str:
+    """Lock workflows, playbook queues (`<queue>-playbooks`, `<queue>-<site>`) and ids derive from
+    it, and Temporal refuses names past 1000 bytes: a long one is a typo, caught here."""
+    raw = env.get("SIGNOFF_TASK_QUEUE") or TASK_QUEUE
+    if len(raw) > 200 or not raw.isprintable() or raw != raw.strip():
+        raise ConfigError(f"SIGNOFF_TASK_QUEUE={raw[:40]!r}: expected a name of at most 200 printable characters")
+    return raw
 
 
 def _site(env: Mapping[str, str]) -> str | None:
