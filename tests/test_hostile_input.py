@@ -219,17 +219,21 @@ LONG_IDS = {
 }
 
 
+async def start_with_id(env: WorkflowEnvironment, settings: Settings, request: str, wf_id: str) -> Any:
+    with env.with_time_skipping_disabled():
+        return await env.client.start_workflow(  # type: ignore[misc]  # run takes a RawValue: a raw dict is fine
+            ChangeRequestWorkflow.run,
+            {"request": request, "requester": "alice"},
+            id=wf_id,
+            task_queue=settings.task_queue,
+        )
+
+
 @pytest.mark.parametrize("wf_id", list(LONG_IDS.values()), ids=list(LONG_IDS))
 async def test_any_legal_workflow_id_is_audited(env: WorkflowEnvironment, settings: Settings, wf_id: str) -> None:
     settings = with_policy(settings, auto_approve_risk="low")
     async with running_worker(env.client, settings):
-        with env.with_time_skipping_disabled():
-            handle = await env.client.start_workflow(  # type: ignore[misc]  # run takes a RawValue: a raw dict is fine
-                ChangeRequestWorkflow.run,
-                {"request": "Verify ping", "requester": "alice"},
-                id=wf_id,
-                task_queue=settings.task_queue,
-            )
+        handle = await start_with_id(env, settings, "Verify ping", wf_id)
         result = await handle.result()
 
     assert result.outcome == Phase.SUCCEEDED
@@ -254,12 +258,7 @@ async def test_a_failed_step_of_a_request_with_the_longest_id_awaits_a_decision(
     )
     async with running_worker(env.client, settings):
         with env.with_time_skipping_disabled():
-            handle = await env.client.start_workflow(  # type: ignore[misc]  # run takes a RawValue: a raw dict is fine
-                ChangeRequestWorkflow.run,
-                {"request": "Deploy doomed", "requester": "alice"},
-                id=wf_id,
-                task_queue=settings.task_queue,
-            )
+            handle = await start_with_id(env, settings, "Deploy doomed", wf_id)
             status = await wait_for_phase(handle, Phase.AWAITING_DECISION)
             analysis = env.client.get_workflow_handle(
                 analysis_workflow_id(AnalyzeFailureInput(wf_id, 1, 1, None, "doomed-deploy.yml"))
