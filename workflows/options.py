@@ -49,6 +49,8 @@ SITE_WAIT_FIRST = timedelta(seconds=15)
 SITE_WAIT_MAX = timedelta(minutes=5)
 SITE_PREVIEW_WAIT = timedelta(minutes=1)  # a site's check-mode preview not started by then: none
 TIMEOUT_MARGIN = timedelta(minutes=5)  # the activity's own watchdog stops the run first
+LOCK_CHECK = timedelta(minutes=5)  # a waiter asks the lock to look at its holder this often
+LOCK_ASK_TIMEOUT = timedelta(seconds=30)  # one try of asking for a lock (activities/locks.py)
 _LONGEST_PLAYBOOK = timedelta.max - TIMEOUT_MARGIN - timedelta(days=1)
 
 
@@ -60,10 +62,6 @@ def playbook_timeout(seconds: float | None) -> timedelta:
     if not seconds:
         return DEFAULT_PLAYBOOK_TIMEOUT
     return timedelta(seconds=min(seconds, _LONGEST_PLAYBOOK.total_seconds()))
-
-
-LOCK_CHECK = timedelta(minutes=5)  # a waiter asks the lock to look at its holder this often
-LOCK_ASK_TIMEOUT = timedelta(seconds=30)  # one try of asking for a lock (activities/locks.py)
 
 
 def over_budget(plan: Plan, steps: list[StepStatus], elapsed: timedelta) -> str | None:
