@@ -51,6 +51,7 @@ _RESULT_EVENTS = {
     "runner_on_unreachable": "unreachable",
 }
 _MSG_LIMIT = 500
+_ERROR_LINES = 50  # of Ansible's ERROR output kept: evidence needs the first; a flood must fit a payload
 _WRITE_RETRY_CAP = 15.0  # seconds between tries of a task row write; well inside the heartbeat timeout
 CENSORED = "(output hidden: no_log)"
 log = logging.getLogger("signoff.playbooks")
@@ -86,9 +87,14 @@ class _Recorder:
         elif kind in _RESULT_EVENTS:
             self._record(_RESULT_EVENTS[kind], data)
         elif kind == "error" or (kind == "verbose" and "ERROR" in str(event.get("stdout", ""))):
-            self.errors.append(scrub(str(event.get("stdout", "")).strip()))
+            self._error(scrub(str(event.get("stdout", "")).strip()))
         activity.heartbeat(self.progress)
         return False  # keep no event files on disk: they would hold every task's full output
+
+    def _error(self, line: str) -> None:
+        """Only the first lines, each cut after it was scrubbed whole (no part of a secret stays)."""
+        if len(self.errors) < _ERROR_LINES:
+            self.errors.append(line[: _MSG_LIMIT * 4])
 
     def should_cancel(self) -> bool:
         activity.heartbeat(self.progress)

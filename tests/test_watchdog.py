@@ -15,7 +15,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.classify import classify
-from activities.playbooks import PlaybookActivities
+from activities.extravars import Scrubber
+from activities.playbooks import PlaybookActivities, _Recorder
 from activities.processes import stop_process_tree
 from tests.helpers import processes_of
 from workers.settings import Settings
@@ -143,3 +144,24 @@ def test_a_step_time_limit_is_bounded_by_what_a_timedelta_holds() -> None:
     longest = playbook_timeout(99999999999 * 86400)
     assert timedelta(days=36500) < longest
     assert longest + TIMEOUT_MARGIN < timedelta.max  # what the activity's start_to_close_timeout adds
+
+
+def test_a_flood_of_ansible_errors_keeps_the_first_lines_scrubbed_and_short() -> None:
+    """A failure's message joins Ansible's ERROR lines: unbounded, it could outgrow what Temporal
+    takes as a failure (2 MB) and the activity's end would be refused."""
+    secret = "hunter2-" + "s" * 40
+
+    def feed() -> list[str]:
+        recorder = _Recorder(RunPlaybookInput(workflow_id="wf-flood", step=1, playbook="x.yml"), 1, Scrubber([secret]))
+        for n in range(10_000):
+            head = f"ERROR {n}: "  # the secret straddles the cut: cut first, its start would stay
+            recorder.on_event({"event": "error", "stdout": head + "x" * (1990 - len(head)) + secret + "y" * 5000})
+        return recorder.errors
+
+    errors = ActivityEnvironment().run(feed)
+
+    assert len(errors) == 50
+    assert errors[0].startswith("ERROR 0: ")
+    assert max(len(e) for e in errors) == 2000
+    assert not any("hunt" in e for e in errors)
+    assert errors[0].endswith("x(secret)yy")
