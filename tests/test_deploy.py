@@ -31,7 +31,8 @@ from activities.audit_repo import AuditRepo
 from workers.cli import app
 from workers.devstack import DEV_DYNAMIC_CONFIG, SEARCH_ATTRIBUTE_FLAGS, temporal_binary
 from workflows.inbox import SEARCH_ATTRIBUTES
-from workflows.types import TASK_QUEUE, playbook_queue
+from workflows.names import playbook_queue
+from workflows.types import TASK_QUEUE
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

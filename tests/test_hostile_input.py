@@ -37,9 +37,10 @@ from workers.worker import running_worker
 from workflows.analysis import analysis_workflow_id
 from workflows.change_request import ChangeRequestWorkflow
 from workflows.inbox import KEYWORD_LIST_BYTES, SERVICES_ATTR, keyword_list
+from workflows.names import MAX_ID_BYTES, bounded_id
 from workflows.runs import AnalyzeFailureInput
 from workflows.targets import lock_workflow_id
-from workflows.types import MAX_ID_BYTES, FailureClass, Phase, bounded_id
+from workflows.types import FailureClass, Phase
 
 LAUNCH_CODE = "zebra-launch-4242"
 TOKEN = "tok-9f8e7d6c5b"

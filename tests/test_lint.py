@@ -45,8 +45,9 @@ from workers import cli
 from workers.worker import running_worker
 from workflows.analysis import FailureAnalysisWorkflow, analysis_workflow_id
 from workflows.change_request import ChangeRequestWorkflow
+from workflows.names import playbook_queue
 from workflows.runs import AnalyzeFailureInput
-from workflows.types import DecideInput, ErrorType, Phase, playbook_queue
+from workflows.types import DecideInput, ErrorType, Phase
 
 FIXTURE = Path(__file__).parent / "fixtures" / "lint" / "findings"
 EXPECTED = {

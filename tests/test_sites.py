@@ -23,7 +23,8 @@ from tests.helpers import assert_eventually, db_rows, start_request
 from workers.settings import ConfigError, Settings
 from workers.worker import running_worker
 from workflows.change_request import ChangeRequestWorkflow
-from workflows.types import FailureClass, Phase, StepState, playbook_queue
+from workflows.names import playbook_queue
+from workflows.types import FailureClass, Phase, StepState
 
 SITE_REPORT = """\
 # signoff:

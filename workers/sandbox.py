@@ -14,6 +14,7 @@ request awaiting approval, against about 0.14 MiB with the modules below passed 
 Passed through here, loaded once per process and shared by every run:
 
 - `workflows.types`, `workflows.runs`: the payload dataclasses and enums, and constants.
+- `workflows.names`: the playbook task queues and derived workflow ids (functions).
 - `workflows.validation`, `workflows.payloads`, `workflows.digest`, `workflows.signatures`:
   input and decision decoding, the plan digest, what a signed decision signs (constants,
   frozensets, compiled regexes, functions).
@@ -59,6 +60,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 PASSED_THROUGH = (
     "workflows.types",
+    "workflows.names",
     "workflows.runs",
     "workflows.validation",
     "workflows.payloads",

@@ -49,7 +49,7 @@ from workflows.change_request import SEARCH_ATTRIBUTES, VERSIONING_BEHAVIOR, Cha
 from workflows.interceptors import SignoffInterceptor
 from workflows.lock import TargetLockWorkflow
 from workflows.metrics import BUCKETS
-from workflows.types import playbook_queue
+from workflows.names import playbook_queue
 
 log = logging.getLogger("signoff.worker")
 

@@ -13,8 +13,9 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from workflows.names import bounded_id, playbook_queue
 from workflows.runs import AnalyzeFailureInput
-from workflows.types import ErrorType, bounded_id, playbook_queue
+from workflows.types import ErrorType
 
 with workflow.unsafe.imports_passed_through():
     from activities import lint

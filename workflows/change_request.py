@@ -25,6 +25,7 @@ from workflows.handlers import DecisionHandlers
 from workflows.identity import Identity
 from workflows.inbox import PHASE_ATTR, REQUESTER_ATTR, SEARCH_ATTRIBUTES, SERVICES_ATTR, keyword_list
 from workflows.locking import HostLocks
+from workflows.names import playbook_queue
 from workflows.options import (
     BOOKKEEPING_TIMEOUT,
     PLANNING_RETRY,
@@ -51,7 +52,6 @@ from workflows.types import (
     StepState,
     StepStatus,
     Verdict,
-    playbook_queue,
 )
 from workflows.waiting import Waiting
 

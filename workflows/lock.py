@@ -35,6 +35,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError
 
 from workflows.identity import IdentityRefused, identify
+from workflows.names import MAX_ID_BYTES
 from workflows.options import BOOKKEEPING_RETRY, BOOKKEEPING_TIMEOUT
 from workflows.targets import (
     BREAKER,
@@ -48,7 +49,6 @@ from workflows.targets import (
     TargetPause,
     breaker_trips,
 )
-from workflows.types import MAX_ID_BYTES
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit_db import AuditDbActivities

@@ -12,6 +12,7 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
 from workflows import metrics
+from workflows.names import playbook_queue
 from workflows.options import (
     BOOKKEEPING_RETRY,
     BOOKKEEPING_TIMEOUT,
@@ -24,7 +25,7 @@ from workflows.options import (
 )
 from workflows.payloads import describe, result_from_details
 from workflows.runs import PlaybookResult, RunPlaybookInput, TaskRecord
-from workflows.types import ChangeRequestStatus, FailureClass, StepState, StepStatus, playbook_queue
+from workflows.types import ChangeRequestStatus, FailureClass, StepState, StepStatus
 
 with workflow.unsafe.imports_passed_through():
     from activities.playbooks import PlaybookActivities

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from workflows.types import bounded_id
+from workflows.names import bounded_id
 
 LOCK_WORKFLOW_TYPE = "TargetLockWorkflow"
 BREAKER = "breaker"  # who a pause is by, when the circuit breaker opened it
