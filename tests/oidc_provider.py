@@ -149,17 +149,31 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{host}:{port}"
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, with an event set once it accepts connections."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.ready.set()
+
+
 @asynccontextmanager
 async def serve(app: ASGIApp, sock: socket.socket) -> AsyncIterator[None]:
     """Serve `app` on `sock` with uvicorn in this event loop until the block ends."""
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
     with sock:  # uvicorn closes it on shutdown; this closes it when it never started
         task = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:  # polled: uvicorn sets it once it accepts connections
-            if task.done():
-                await task  # raises what stopped it
-                raise RuntimeError(f"uvicorn stopped before serving on {url_of(sock)}")
-            await asyncio.sleep(0.01)
+        started = asyncio.create_task(server.ready.wait())
+        await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+        if not started.done():
+            started.cancel()
+            await task  # raises what stopped it
+            raise RuntimeError(f"uvicorn stopped before serving on {url_of(sock)}")
         try:
             yield
         finally:

@@ -12,7 +12,6 @@ import secrets
 import stat
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -176,17 +175,14 @@ def decoded(response: Response) -> list[Payload]:
     return list(json_format.Parse(response.body, Payloads()).payloads)
 
 
-def wait_serving(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    """Poll until the codec server answers a preflight (or fail if it exited)."""
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, f"codec server exited {proc.returncode}:\n{log.read_text()}"
-        try:
-            if http("OPTIONS", f"{url}/decode").status == 204:
-                return
-        except OSError:
-            assert time.monotonic() < deadline, f"codec server did not answer:\n{log.read_text()}"
-        time.sleep(0.05)
+def wait_serving(proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Read the codec server's output until it says where it listens (it binds before it says
+    so, so it answers from then on), or fail if it exits first."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(b"codec server on "):
+            return
+    raise AssertionError(f"codec server exited {proc.wait()}:\n{log.read_text()}")
 
 
 @contextmanager
@@ -197,14 +193,19 @@ def codec_server(keys_file: Path, token: str, log: Path) -> Iterator[str]:
     env.pop(ORIGINS_ENV, None)
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [SIGNOFF, "codec-server", "--address", url.removeprefix("http://")], env=env, stdout=out, stderr=out
+            [SIGNOFF, "codec-server", "--address", url.removeprefix("http://")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=out,
         )
     try:
-        wait_serving(proc, url, log)
+        wait_serving(proc, log)
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def run_signoff(*args: str) -> subprocess.CompletedProcess[str]:
