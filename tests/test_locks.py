@@ -200,11 +200,11 @@ async def lock_worker(client: Client, queue: str) -> AsyncIterator[None]:
         yield
 
 
-async def ask(client: Client, queue: str, holder: str) -> LockAnswer:
+async def ask(client: Client, queue: str, holder: str, target: str = "gamma") -> LockAnswer:
     """What a change request's local activity does, from this queue's workflow task."""
     activity_env = ActivityEnvironment()
     activity_env.info = dataclasses.replace(activity_env.info, task_queue=queue)
-    return await activity_env.run(LockActivities(client).acquire_lock, LockRequest("gamma", holder))
+    return await activity_env.run(LockActivities(client).acquire_lock, LockRequest(target, holder))
 
 
 async def grants(handle: WorkflowHandle[Any, Any], count: int) -> None:
@@ -286,9 +286,7 @@ async def test_a_host_whose_lock_id_would_pass_temporals_limit_is_locked(env: Wo
     host = "h" * 990
     async with lock_worker(env.client, queue):
         holder = await env.client.start_workflow(Holder.run, id=f"holder-{uuid.uuid4()}", task_queue=queue)
-        activity_env = ActivityEnvironment()
-        activity_env.info = dataclasses.replace(activity_env.info, task_queue=queue)
-        answer = await activity_env.run(LockActivities(env.client).acquire_lock, LockRequest(host, holder.id))
+        answer = await ask(env.client, queue, holder.id, host)
 
     assert answer == LockAnswer(LockState(target=host, holder=holder.id, waiting=[]), taken=True)
 
